@@ -1,0 +1,202 @@
+//! Size-capped gunzip into a reused buffer.
+//!
+//! libdeflate does the work (one call, no streaming state, several times faster
+//! than a streaming inflater); the output buffer is sized from the gzip trailer's
+//! ISIZE but never beyond the cap, so a record that claims to inflate to gigabytes
+//! costs at most `cap` bytes. Input libdeflate rejects is run through flate2 once
+//! more, which accepts multi-member files and names what is wrong with the rest.
+
+use std::io::Read;
+
+/// The two bytes every gzip member starts with.
+pub const MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// A gunzip failure for one record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GzipError {
+    /// The record inflates to more than the configured cap.
+    #[error("decompressed size exceeds decode.max_record_bytes ({cap} bytes)")]
+    TooLarge {
+        /// The cap in bytes.
+        cap: usize,
+    },
+    /// The stream is truncated or corrupt.
+    #[error("corrupt gzip data: {0}")]
+    Corrupt(String),
+}
+
+/// Keep at most this much buffer between records; a rare huge record does not pin
+/// its buffer for the life of the shard.
+const RETAIN_BYTES: usize = 4 << 20;
+
+/// A gunzip decoder with a reused output buffer.
+pub struct Gunzip {
+    inflater: libdeflater::Decompressor,
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl std::fmt::Debug for Gunzip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gunzip").field("cap", &self.cap).finish()
+    }
+}
+
+impl Gunzip {
+    /// A decoder whose output never exceeds `cap` bytes.
+    pub fn new(cap: usize) -> Gunzip {
+        Gunzip {
+            inflater: libdeflater::Decompressor::new(),
+            buf: Vec::new(),
+            cap,
+        }
+    }
+
+    /// Decompresses `data` (one or more gzip members) and returns the output.
+    pub fn gunzip(&mut self, data: &[u8]) -> Result<&[u8], GzipError> {
+        if self.buf.len() > RETAIN_BYTES {
+            self.buf = Vec::new();
+        }
+        let mut want = claimed_size(data).min(self.cap).max(1024);
+        loop {
+            if self.buf.len() < want {
+                self.buf.resize(want, 0);
+            }
+            let avail = self.buf.len().min(self.cap);
+            match self.inflater.gzip_decompress(data, &mut self.buf[..avail]) {
+                // libdeflate stops after the first member without looking at what
+                // follows; the input's last trailer must describe this output, or
+                // there is more (another member, or garbage) for the slow path.
+                Ok(n) if ends_with_trailer_of(data, &self.buf[..n]) => return Ok(&self.buf[..n]),
+                Ok(_) => return self.gunzip_slow(data),
+                Err(libdeflater::DecompressionError::InsufficientSpace) => {
+                    if avail >= self.cap {
+                        return Err(GzipError::TooLarge { cap: self.cap });
+                    }
+                    want = avail.saturating_mul(2).min(self.cap);
+                }
+                Err(libdeflater::DecompressionError::BadData) => return self.gunzip_slow(data),
+            }
+        }
+    }
+
+    /// flate2 fallback: multi-member input, and a precise reason for bad input.
+    fn gunzip_slow(&mut self, data: &[u8]) -> Result<&[u8], GzipError> {
+        self.buf.clear();
+        let reader = flate2::read::MultiGzDecoder::new(data);
+        let mut limited = reader.take(self.cap as u64 + 1);
+        match limited.read_to_end(&mut self.buf) {
+            Ok(n) if n > self.cap => {
+                self.buf.clear();
+                Err(GzipError::TooLarge { cap: self.cap })
+            }
+            Ok(_) => Ok(&self.buf),
+            Err(err) => {
+                self.buf.clear();
+                let reason = if err.kind() == std::io::ErrorKind::UnexpectedEof {
+                    "truncated (unexpected end of stream)".to_owned()
+                } else {
+                    err.to_string()
+                };
+                Err(GzipError::Corrupt(reason))
+            }
+        }
+    }
+}
+
+/// True when the last 8 bytes of `data` are the gzip trailer (CRC-32, ISIZE) of `out`.
+fn ends_with_trailer_of(data: &[u8], out: &[u8]) -> bool {
+    let Some(at) = data.len().checked_sub(8) else {
+        return false;
+    };
+    let crc = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"));
+    let isize = u32::from_le_bytes(data[at + 4..].try_into().expect("4 bytes"));
+    isize == out.len() as u32 && crc == libdeflater::crc32(out)
+}
+
+/// The uncompressed size the gzip trailer claims (modulo 2^32; a hint only).
+fn claimed_size(data: &[u8]) -> usize {
+    match data.len().checked_sub(4) {
+        Some(at) if data.len() >= 18 => {
+            u32::from_le_bytes(data[at..].try_into().expect("4 bytes")) as usize
+        }
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn round_trips_and_reuses_the_buffer() {
+        let mut g = Gunzip::new(1 << 20);
+        assert_eq!(g.gunzip(&gz(b"hello")).unwrap(), b"hello");
+        let big = vec![b'x'; 300_000];
+        assert_eq!(g.gunzip(&gz(&big)).unwrap(), &big[..]);
+        assert_eq!(g.gunzip(&gz(b"")).unwrap(), b"");
+    }
+
+    #[test]
+    fn caps_the_output_even_when_the_trailer_lies() {
+        let mut data = gz(&vec![0u8; 10_000]);
+        let n = data.len();
+        data[n - 4..].copy_from_slice(&16u32.to_le_bytes()); // claims 16 bytes
+        let mut g = Gunzip::new(4096);
+        assert_eq!(g.gunzip(&data), Err(GzipError::TooLarge { cap: 4096 }));
+        assert!(g.buf.len() <= 4097);
+    }
+
+    #[test]
+    fn exactly_the_cap_is_allowed() {
+        let mut g = Gunzip::new(4096);
+        assert_eq!(g.gunzip(&gz(&[7u8; 4096])).unwrap().len(), 4096);
+        assert!(g.gunzip(&gz(&[7u8; 4097])).is_err());
+    }
+
+    #[test]
+    fn truncated_and_corrupt_input_is_an_error() {
+        let data = gz(&vec![b'a'; 5000]);
+        let mut g = Gunzip::new(1 << 20);
+        let err = g.gunzip(&data[..data.len() / 2]).unwrap_err();
+        assert!(
+            matches!(err, GzipError::Corrupt(ref r) if r.contains("truncated")),
+            "{err}"
+        );
+        let mut bad = data.clone();
+        bad[12] ^= 0xff;
+        bad[13] ^= 0xff;
+        assert!(matches!(g.gunzip(&bad), Err(GzipError::Corrupt(_))));
+    }
+
+    #[test]
+    fn trailing_garbage_is_an_error_not_silently_ignored() {
+        let mut data = gz(b"payload");
+        data.extend_from_slice(b"garbage after the member");
+        let mut g = Gunzip::new(1 << 20);
+        assert!(matches!(g.gunzip(&data), Err(GzipError::Corrupt(_))));
+    }
+
+    #[test]
+    fn accepts_multi_member_input_of_equal_sizes() {
+        let mut data = gz(b"abc");
+        data.extend(gz(b"xyz"));
+        let mut g = Gunzip::new(1 << 20);
+        assert_eq!(g.gunzip(&data).unwrap(), b"abcxyz");
+    }
+
+    #[test]
+    fn accepts_multi_member_input() {
+        let mut data = gz(b"one ");
+        data.extend(gz(b"two"));
+        let mut g = Gunzip::new(1 << 20);
+        assert_eq!(g.gunzip(&data).unwrap(), b"one two");
+    }
+}

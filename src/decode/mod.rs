@@ -18,7 +18,6 @@ use serde::Deserialize;
 use crate::classify::Classifier;
 use crate::config::{units, Problems, Section};
 use crate::event::{Event, Origin};
-use envelope::Envelope;
 use gzip::{Gunzip, GzipError};
 
 /// `[decode]` section.
@@ -189,7 +188,7 @@ impl Decoder {
         };
         let classifier = &*self.classifier;
         if text.trim_start().starts_with('{') {
-            match serde_json::from_str::<Envelope<'_>>(text) {
+            match envelope::parse(text) {
                 Ok(env) if env.is_envelope() => {
                     if env.is_control() {
                         outcome.control_messages += 1;
@@ -244,4 +243,152 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Class;
+    use std::io::Write;
+
+    fn gz(text: &str) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// (message, timestamp, subsequence, class) of one decoded event.
+    type Seen = (String, i64, Option<u32>, Class);
+
+    /// Decodes `data` and returns what each event was.
+    fn run(data: &[u8], cap: u64) -> (Vec<Seen>, RecordOutcome) {
+        let config = DecodeConfig {
+            max_record_bytes: cap,
+        };
+        let mut decoder = Decoder::new(&config, Arc::new(Classifier::default()));
+        let mut events = Vec::new();
+        let outcome = decoder.decode_record(data, Some(42), |e| {
+            events.push((
+                e.message.to_string(),
+                e.timestamp_ms,
+                e.subsequence,
+                e.classification.class,
+            ));
+        });
+        assert_eq!(outcome.events, events.len() as u64);
+        (events, outcome)
+    }
+
+    const ENVELOPE: &str = r#"{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s",
+        "logEvents":[{"id":"1","timestamp":1000,"message":"one"},{"id":"2","timestamp":2000,"message":"two"}]}"#;
+
+    #[test]
+    fn envelope_events_keep_their_own_timestamps() {
+        let (events, outcome) = run(&gz(ENVELOPE), 1 << 20);
+        assert_eq!(
+            events,
+            [
+                ("one".into(), 1000, None, Class::Other),
+                ("two".into(), 2000, None, Class::Other)
+            ]
+        );
+        assert!(outcome.errors.is_empty());
+        // The same envelope uncompressed decodes the same.
+        assert_eq!(run(ENVELOPE.as_bytes(), 1 << 20).0, events);
+    }
+
+    #[test]
+    fn control_messages_are_counted_not_forwarded() {
+        let control = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"",
+            "subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1,"message":"CWL CONTROL MESSAGE"}]}"#;
+        let (events, outcome) = run(&gz(control), 1 << 20);
+        assert!(events.is_empty());
+        assert_eq!(outcome.control_messages, 1);
+    }
+
+    #[test]
+    fn other_text_is_one_event_at_arrival_time() {
+        for text in [
+            "plain text",
+            "{\"some\":\"json\"}",
+            "[1,2]",
+            "",
+            "{not json",
+        ] {
+            let (events, outcome) = run(text.as_bytes(), 1 << 20);
+            assert_eq!(
+                events,
+                [(text.to_owned(), 42, None, Class::Other)],
+                "{text:?}"
+            );
+            assert!(outcome.errors.is_empty());
+        }
+    }
+
+    #[test]
+    fn each_bad_record_has_its_reason() {
+        let (_, o) = run(&ENVELOPE.as_bytes()[..60], 1 << 20);
+        assert!(
+            matches!(o.errors[0].error, DecodeError::Envelope(_)),
+            "{:?}",
+            o.errors
+        );
+        let (_, o) = run(b"\xff\xfe", 1 << 20);
+        assert_eq!(o.errors[0].error, DecodeError::Utf8 { valid_up_to: 0 });
+        let big = gz(&"x".repeat(70_000));
+        let (_, o) = run(&big, 65_536);
+        assert_eq!(
+            o.errors[0].error,
+            DecodeError::Gzip(GzipError::TooLarge { cap: 65_536 })
+        );
+        let g = gz(ENVELOPE);
+        let (_, o) = run(&g[..g.len() - 10], 1 << 20);
+        assert!(matches!(
+            o.errors[0].error,
+            DecodeError::Gzip(GzipError::Corrupt(_))
+        ));
+        assert_eq!(o.events, 0);
+    }
+
+    #[test]
+    fn kpl_sub_records_are_decoded_in_order_and_fail_alone() {
+        let good = gz(ENVELOPE);
+        let data = kpl::aggregate(&[&good, b"\x1f\x8b\x08 broken", b"third"]);
+        let (events, outcome) = run(&data, 1 << 20);
+        assert_eq!(outcome.sub_records, 3);
+        let got: Vec<(&str, Option<u32>)> = events.iter().map(|e| (e.0.as_str(), e.2)).collect();
+        assert_eq!(
+            got,
+            [("one", Some(0)), ("two", Some(0)), ("third", Some(2))]
+        );
+        assert_eq!(outcome.errors.len(), 1);
+        assert_eq!(outcome.errors[0].subsequence, Some(1));
+    }
+
+    #[test]
+    fn a_kpl_lookalike_is_one_plain_record() {
+        let mut data = kpl::MAGIC.to_vec();
+        data.extend_from_slice(b"not protobuf");
+        let (events, outcome) = run(&data, 1 << 20);
+        assert_eq!(outcome.sub_records, 0);
+        // The magic bytes are not UTF-8, so this plain record is a bad one.
+        assert!(events.is_empty());
+        assert!(matches!(outcome.errors[0].error, DecodeError::Utf8 { .. }));
+    }
+
+    #[test]
+    fn max_record_bytes_is_validated() {
+        let mut problems = Problems::default();
+        DecodeConfig {
+            max_record_bytes: 10,
+        }
+        .validate(&mut problems);
+        assert_eq!(
+            problems.iter().next().unwrap().key,
+            "decode.max_record_bytes"
+        );
+        let mut problems = Problems::default();
+        DecodeConfig::default().validate(&mut problems);
+        assert!(problems.is_empty());
+    }
 }

@@ -5,6 +5,7 @@
 //! The library does the work; `src/main.rs` is a thin binary around [`cli`].
 //!
 //! # Layout
+//! - [`checkpoint`]: acknowledged positions → the contiguous watermark to checkpoint.
 //! - [`cli`]: command-line flags and subcommands (clap), dispatch to [`cmd`].
 //! - [`cmd`]: one module per subcommand (`decode`, `check-config`).
 //! - [`config`]: the TOML file, read into sections and validated with every problem
@@ -15,6 +16,7 @@
 //! - [`classify`]: VPC flow (default and custom formats), CloudTrail, other.
 //! - [`format`]: event bodies (`fsm`, `json`) and RFC 3339 timestamps.
 
+pub mod checkpoint;
 pub mod classify;
 pub mod cli;
 pub mod cmd;

@@ -143,12 +143,13 @@ impl Format {
     }
 
     /// The event type of a line in this format, or `None` when its number of
-    /// values differs from the format's number of fields. Does not allocate.
+    /// values differs from the format's number of fields or a value is empty (two
+    /// spaces in a row; AWS writes `-` for a missing value). Does not allocate.
     pub fn event_type(&self, line: &str) -> Option<&'static str> {
         let (mut action, mut log_status) = (None, None);
         let mut count = 0;
         for (i, value) in line.split(' ').enumerate() {
-            if i >= self.fields.len() {
+            if i >= self.fields.len() || value.is_empty() {
                 return None;
             }
             if Some(i) == self.action {
@@ -164,7 +165,7 @@ impl Format {
     /// The parsed fields of `line` for the JSON output, or `None` when the line
     /// does not fit this format. Borrows the line; serializing allocates nothing.
     pub fn record<'a>(&'a self, line: &'a str) -> Option<Record<'a>> {
-        (line.split(' ').count() == self.fields.len()).then_some(Record { format: self, line })
+        self.event_type(line).map(|_| Record { format: self, line })
     }
 }
 
@@ -193,7 +194,7 @@ fn event_type(action: Option<&str>, log_status: Option<&str>) -> &'static str {
 /// - `action` is `ACCEPT` or `REJECT`, or `-` when `log-status` is not `OK`;
 /// - `log-status` is `OK`, `NODATA` or `SKIPDATA`.
 ///
-/// Addresses are not checked (IPv4, IPv6 or `-`).
+/// Addresses are only required to be non-empty (IPv4, IPv6 or `-`).
 pub fn detect_default(line: &str) -> Option<&'static str> {
     // Cheap reject for everything that is not a version 2 record (JSON, text).
     if !line.starts_with("2 ") {
@@ -204,8 +205,8 @@ pub fn detect_default(line: &str) -> Option<&'static str> {
     let _version = next()?;
     let account = next()?;
     let interface = next()?;
-    let _srcaddr = next()?;
-    let _dstaddr = next()?;
+    let srcaddr = next()?;
+    let dstaddr = next()?;
     let counters = [next()?, next()?, next()?, next()?, next()?];
     let start = next()?;
     let end = next()?;
@@ -220,12 +221,13 @@ pub fn detect_default(line: &str) -> Option<&'static str> {
         .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
     let counters_ok = counters.iter().all(|v| *v == "-" || all_digits(v));
     let times_ok = all_digits(start) && all_digits(end);
+    let addresses_ok = !srcaddr.is_empty() && !dstaddr.is_empty();
     let action_ok = match status {
         "OK" => matches!(action, "ACCEPT" | "REJECT"),
         "NODATA" | "SKIPDATA" => matches!(action, "ACCEPT" | "REJECT" | "-"),
         _ => false,
     };
-    (account_ok && interface_ok && counters_ok && times_ok && action_ok)
+    (account_ok && interface_ok && addresses_ok && counters_ok && times_ok && action_ok)
         .then(|| event_type(Some(action), Some(status)))
 }
 
@@ -347,6 +349,8 @@ mod tests {
         assert_eq!(f.event_type("3 vpc-1 - NODATA"), Some(NODATA));
         assert_eq!(f.event_type("3 vpc-1 ACCEPT"), None);
         assert_eq!(f.event_type("3 vpc-1 ACCEPT OK x"), None);
+        assert_eq!(f.event_type("3  ACCEPT OK"), None);
+        assert_eq!(f.event_type("3 vpc-1 ACCEPT OK "), None);
         let bare = Format::parse("${srcaddr} ${dstaddr}").unwrap();
         assert_eq!(bare.event_type("10.0.0.1 10.0.0.2"), Some(FLOW));
         assert_eq!(bare.event_type(""), None);

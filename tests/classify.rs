@@ -3,6 +3,8 @@
 //! Gateway), CloudTrail records of several kinds and versions, and other AWS logs;
 //! plus property tests of the VPC flow parser.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::PathBuf;
 
 use kinesis_collector::classify::vpc_flow::{self, Kind, Scope, FIELDS};
@@ -11,6 +13,34 @@ use kinesis_collector::config::Config;
 use kinesis_collector::event::{Class, Classification};
 use proptest::prelude::*;
 use serde_json::{json, Value};
+
+/// Counts this thread's allocations, so a test can prove the hot path makes none.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
 
 fn fixture(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -444,6 +474,42 @@ fn other_logs_are_other() {
             }
         }
     }
+}
+
+#[test]
+fn classifying_does_not_allocate() {
+    let c = classifier();
+    let mut messages: Vec<(String, &str)> = Vec::new();
+    for case in VPC_CASES {
+        for line in fixture(case.file).lines() {
+            messages.push((line.to_owned(), case.group));
+        }
+    }
+    for dir in ["cloudtrail", "other"] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/classify")
+            .join(dir);
+        for entry in std::fs::read_dir(path).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for line in text.lines() {
+                messages.push((line.to_owned(), "any"));
+            }
+        }
+    }
+    // Warm up the lazily built statics (the CloudTrail key finder).
+    for (message, _) in &messages {
+        c.for_group(None).classify(message);
+    }
+    let mut classes = [0; 3];
+    for (message, group) in &messages {
+        let g = c.for_group(Some(group));
+        let before = allocations();
+        let class = g.classify(message);
+        assert_eq!(allocations(), before, "classify allocated for {message}");
+        classes[class.class.index()] += 1;
+    }
+    // The fixtures exercised every class.
+    assert!(classes.iter().all(|&n| n > 5), "{classes:?}");
 }
 
 #[test]

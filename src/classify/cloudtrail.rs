@@ -9,8 +9,10 @@ use std::fmt;
 use std::sync::LazyLock;
 
 use memchr::memmem;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
+
+use super::json_scan::{Flow, Scanner, Value};
 
 /// Every CloudTrail record has this key; messages without it are not parsed at all.
 static EVENT_VERSION_KEY: LazyLock<memmem::Finder<'static>> =
@@ -24,12 +26,13 @@ static EVENT_VERSION_KEY: LazyLock<memmem::Finder<'static>> =
 ///   has neither at the top level, `eventType` `AwsCloudTrailInsight` and an
 ///   `insightDetails` object naming them.
 ///
-/// Cheap on the hot path: anything that does not start with `{` or lacks the bytes
-/// `"eventVersion"` is rejected without parsing, and the parse borrows, skips
-/// everything else, and stops as soon as the keys above have been seen (they come
-/// first in AWS's records, before the large request and response elements). The
-/// rest of the object is therefore not validated: the message is forwarded
-/// verbatim whatever its class.
+/// Cheap on the hot path, and never allocates: anything that does not start with
+/// `{` or lacks the bytes `"eventVersion"` is rejected at once; otherwise the
+/// object's top-level members are walked ([`json_scan`]), nested values skipped by
+/// bracket depth, and the walk stops as soon as the keys above have been seen
+/// (they come first in AWS's records, before the large request and response
+/// elements). The rest of the object is therefore not validated: the message is
+/// forwarded verbatim whatever its class.
 pub fn is_cloudtrail(message: &str) -> bool {
     let bytes = message.as_bytes();
     let Some(first) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
@@ -38,11 +41,35 @@ pub fn is_cloudtrail(message: &str) -> bool {
     if bytes[first] != b'{' || EVENT_VERSION_KEY.find(bytes).is_none() {
         return false;
     }
-    let mut probe = Probe::default();
-    let mut de = serde_json::Deserializer::from_str(message);
-    // An error after the probe is complete is the early stop (or a malformed tail).
-    let _ = de.deserialize_map(ProbeVisitor(&mut probe));
-    probe.is_record()
+    let mut p = Probe::default();
+    // A walk that ends early (malformed tail, or a value that disqualifies the
+    // record) leaves the probe as far as it got.
+    let _ = Scanner::new(bytes).members(|key, s| {
+        let value = if key == b"insightDetails" && s.peek_byte() == Some(b'{') {
+            p.insight_details = names_an_api(s)?;
+            Value::Other
+        } else {
+            s.value()?
+        };
+        match (key, value) {
+            (b"eventVersion", Value::Str(v)) => p.version = is_version_1(v),
+            (b"eventTime", Value::Str(v)) => p.time = !v.is_empty(),
+            (b"eventSource", Value::Str(v)) => p.source = !v.is_empty(),
+            (b"eventName", Value::Str(v)) => p.name = !v.is_empty(),
+            (b"eventType", Value::Str(v)) => p.insight = v == b"AwsCloudTrailInsight",
+            (b"eventVersion" | b"eventTime" | b"eventSource" | b"eventName", _) => return None,
+            _ => {}
+        }
+        if key == b"eventVersion" && !p.version {
+            return None;
+        }
+        Some(if p.version && p.time && p.source && p.name {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        })
+    });
+    p.is_record()
 }
 
 /// What the probe has seen so far.
@@ -64,88 +91,27 @@ impl Probe {
     }
 }
 
-struct ProbeVisitor<'p>(&'p mut Probe);
-
-impl<'de> Visitor<'de> for ProbeVisitor<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a CloudTrail record")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let p = self.0;
-        while let Some(key) = map.next_key::<Key>()? {
+/// Walks an `insightDetails` object: true when it names the API (non-empty
+/// `eventSource` and `eventName`).
+fn names_an_api(s: &mut Scanner<'_>) -> Option<bool> {
+    let (mut source, mut name) = (false, false);
+    s.members(|key, s| {
+        if let Value::Str(v) = s.value()? {
             match key {
-                Key::EventVersion => {
-                    p.version = is_version_1(&map.next_value::<JsonStr<'_>>()?.0);
-                    if !p.version {
-                        return Err(de::Error::custom("not a 1.x eventVersion"));
-                    }
-                }
-                Key::EventTime => p.time = !map.next_value::<JsonStr<'_>>()?.0.is_empty(),
-                Key::EventSource => p.source = !map.next_value::<JsonStr<'_>>()?.0.is_empty(),
-                Key::EventName => p.name = !map.next_value::<JsonStr<'_>>()?.0.is_empty(),
-                Key::EventType => {
-                    p.insight = map.next_value::<JsonStr<'_>>()?.0 == "AwsCloudTrailInsight";
-                }
-                Key::InsightDetails => {
-                    let d = map.next_value::<InsightDetails<'_>>()?;
-                    p.insight_details = d.event_source.is_some() && d.event_name.is_some();
-                }
-                Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            if p.version && p.time && p.source && p.name {
-                // Enough: leave the rest unread (serde_json then reports trailing
-                // input, which the caller ignores).
-                return Ok(());
+                b"eventSource" => source = !v.is_empty(),
+                b"eventName" => name = !v.is_empty(),
+                _ => {}
             }
         }
-        Ok(())
-    }
+        Some(Flow::Continue)
+    })?;
+    Some(source && name)
 }
 
 /// `1.` followed by digits.
-fn is_version_1(v: &str) -> bool {
-    v.strip_prefix("1.")
-        .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// The top-level keys the probe looks at.
-enum Key {
-    EventVersion,
-    EventTime,
-    EventSource,
-    EventName,
-    EventType,
-    InsightDetails,
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-                Ok(match key {
-                    "eventVersion" => Key::EventVersion,
-                    "eventTime" => Key::EventTime,
-                    "eventSource" => Key::EventSource,
-                    "eventName" => Key::EventName,
-                    "eventType" => Key::EventType,
-                    "insightDetails" => Key::InsightDetails,
-                    _ => Key::Other,
-                })
-            }
-        }
-        d.deserialize_identifier(KeyVisitor)
-    }
+fn is_version_1(v: &[u8]) -> bool {
+    v.strip_prefix(b"1.")
+        .is_some_and(|minor| !minor.is_empty() && minor.iter().all(u8::is_ascii_digit))
 }
 
 /// A JSON string, borrowed from the message unless it held escapes.
@@ -299,6 +265,20 @@ mod tests {
         // is still recognised (it is forwarded verbatim either way).
         let truncated = &CONSOLE_LOGIN[..CONSOLE_LOGIN.find("\"awsRegion\"").unwrap() + 5];
         assert!(is_cloudtrail(truncated));
+    }
+
+    #[test]
+    fn every_prefix_is_safe_and_only_complete_enough_ones_are_records() {
+        let member = "\"eventName\":\"ConsoleLogin\"";
+        let needed = CONSOLE_LOGIN.find(member).unwrap() + member.len();
+        for end in 0..=CONSOLE_LOGIN.len() {
+            assert_eq!(is_cloudtrail(&CONSOLE_LOGIN[..end]), end >= needed, "{end}");
+        }
+        // An Insights event is only recognised once insightDetails is complete.
+        let details_end = INSIGHT.find(",\"eventCategory\"").unwrap();
+        for end in 0..=INSIGHT.len() {
+            assert_eq!(is_cloudtrail(&INSIGHT[..end]), end >= details_end, "{end}");
+        }
     }
 
     #[test]

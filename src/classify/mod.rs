@@ -15,6 +15,7 @@
 
 pub mod cloudtrail;
 mod config;
+mod json_scan;
 pub mod vpc_flow;
 
 pub use config::{VpcFlowConfig, VpcFormatConfig};

@@ -147,19 +147,29 @@ impl Format {
     /// spaces in a row; AWS writes `-` for a missing value). Does not allocate.
     pub fn event_type(&self, line: &str) -> Option<&'static str> {
         let (mut action, mut log_status) = (None, None);
-        let mut count = 0;
-        for (i, value) in line.split(' ').enumerate() {
-            if i >= self.fields.len() || value.is_empty() {
-                return None;
+        let mut index = 0;
+        let mut start = 0;
+        // Splitting at an ASCII space always leaves `line` slices on char boundaries.
+        let mut value_end = |index: usize, start: usize, end: usize| -> bool {
+            if Some(index) == self.action {
+                action = Some(&line[start..end]);
+            } else if Some(index) == self.log_status {
+                log_status = Some(&line[start..end]);
             }
-            if Some(i) == self.action {
-                action = Some(value);
-            } else if Some(i) == self.log_status {
-                log_status = Some(value);
+            end > start
+        };
+        let complete = for_each_space(line.as_bytes(), |i| {
+            if index + 1 >= self.fields.len() || !value_end(index, start, i) {
+                return false;
             }
-            count = i + 1;
+            index += 1;
+            start = i + 1;
+            true
+        });
+        if !complete || index + 1 != self.fields.len() || !value_end(index, start, line.len()) {
+            return None;
         }
-        (count == self.fields.len()).then(|| event_type(action, log_status))
+        Some(event_type(action, log_status))
     }
 
     /// The parsed fields of `line` for the JSON output, or `None` when the line
@@ -196,43 +206,86 @@ fn event_type(action: Option<&str>, log_status: Option<&str>) -> &'static str {
 ///
 /// Addresses are only required to be non-empty (IPv4, IPv6 or `-`).
 pub fn detect_default(line: &str) -> Option<&'static str> {
+    let line = line.as_bytes();
     // Cheap reject for everything that is not a version 2 record (JSON, text).
-    if !line.starts_with("2 ") {
+    if !line.starts_with(b"2 ") {
         return None;
     }
-    let mut it = line.split(' ');
-    let mut next = || it.next();
-    let _version = next()?;
-    let account = next()?;
-    let interface = next()?;
-    let srcaddr = next()?;
-    let dstaddr = next()?;
-    let counters = [next()?, next()?, next()?, next()?, next()?];
-    let start = next()?;
-    let end = next()?;
-    let action = next()?;
-    let status = next()?;
-    if next().is_some() {
-        return None;
-    }
-    let account_ok = account == "unknown" || (account.len() == 12 && all_digits(account));
+    let [_version, account, interface, srcaddr, dstaddr, counters @ .., start, end, action, status] =
+        split_exact::<14>(line)?;
+    let account_ok = account == b"unknown" || (account.len() == 12 && all_digits(account));
     let interface_ok = interface
-        .strip_prefix("eni-")
-        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
-    let counters_ok = counters.iter().all(|v| *v == "-" || all_digits(v));
+        .strip_prefix(b"eni-")
+        .is_some_and(|rest| !rest.is_empty() && rest.iter().all(u8::is_ascii_alphanumeric));
+    let counters_ok = counters.iter().all(|v| *v == b"-" || all_digits(v));
     let times_ok = all_digits(start) && all_digits(end);
     let addresses_ok = !srcaddr.is_empty() && !dstaddr.is_empty();
-    let action_ok = match status {
-        "OK" => matches!(action, "ACCEPT" | "REJECT"),
-        "NODATA" | "SKIPDATA" => matches!(action, "ACCEPT" | "REJECT" | "-"),
-        _ => false,
+    let event_type = match (status, action) {
+        (b"OK", b"ACCEPT") => ACCEPT,
+        (b"OK", b"REJECT") => REJECT,
+        (b"NODATA", b"ACCEPT" | b"REJECT" | b"-") => NODATA,
+        (b"SKIPDATA", b"ACCEPT" | b"REJECT" | b"-") => SKIPDATA,
+        _ => return None,
     };
-    (account_ok && interface_ok && addresses_ok && counters_ok && times_ok && action_ok)
-        .then(|| event_type(Some(action), Some(status)))
+    (account_ok && interface_ok && addresses_ok && counters_ok && times_ok).then_some(event_type)
 }
 
-fn all_digits(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+/// Splits `line` at spaces into exactly `N` values; `None` for any other count.
+/// One pass over the bytes, no allocation.
+#[inline]
+fn split_exact<const N: usize>(line: &[u8]) -> Option<[&[u8]; N]> {
+    let mut values: [&[u8]; N] = [&[]; N];
+    let mut n = 0;
+    let mut start = 0;
+    let complete = for_each_space(line, |i| {
+        if n + 1 >= N {
+            return false;
+        }
+        values[n] = &line[start..i];
+        n += 1;
+        start = i + 1;
+        true
+    });
+    if !complete || n + 1 != N {
+        return None;
+    }
+    values[n] = &line[start..];
+    Some(values)
+}
+
+/// Calls `f` with the index of each space in `line`, in order, until it returns
+/// false; true when every space was seen. Eight bytes at a time (SWAR): flow log
+/// lines have a space every few bytes, too dense for a memchr call per value.
+#[inline]
+fn for_each_space(line: &[u8], mut f: impl FnMut(usize) -> bool) -> bool {
+    const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
+    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+    let mut chunks = line.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let x = word ^ SPACES;
+        // High bit of each byte that is zero in `x`, i.e. a space in `word`; exact
+        // (no carries between bytes), unlike the shorter "has zero byte" trick.
+        let mut mask = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+        while mask != 0 {
+            if !f(base + (mask.trailing_zeros() / 8) as usize) {
+                return false;
+            }
+            mask &= mask - 1;
+        }
+        base += 8;
+    }
+    for (i, &b) in chunks.remainder().iter().enumerate() {
+        if b == b' ' && !f(base + i) {
+            return false;
+        }
+    }
+    true
+}
+
+fn all_digits(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(u8::is_ascii_digit)
 }
 
 /// One record's fields, serialized as a JSON object in format order: AWS names with
@@ -304,6 +357,25 @@ mod tests {
         for (line, expected) in cases {
             assert_eq!(detect_default(line), *expected, "{line:?}");
         }
+    }
+
+    #[test]
+    fn spaces_are_found_exactly() {
+        let line = "a bc  d\u{e9}f g h ij k l mnop qr s    t ";
+        let mut seen = Vec::new();
+        assert!(for_each_space(line.as_bytes(), |i| {
+            seen.push(i);
+            true
+        }));
+        let want: Vec<usize> = line.match_indices(' ').map(|(i, _)| i).collect();
+        assert_eq!(seen, want);
+        // Bytes 0x21 and 0xa0 next to spaces do not count.
+        let mut n = 0;
+        for_each_space(b"!\xa0 !\xa0 \x20\x21\x1f\xa0", |_| {
+            n += 1;
+            true
+        });
+        assert_eq!(n, 3);
     }
 
     #[test]

@@ -164,6 +164,24 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_examples_in_the_example_config_are_valid() {
+        let text = include_str!("../../config/kinesis-collector.toml");
+        let section = &text[text.find("[vpc_flow]").unwrap()..];
+        let examples: String = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.starts_with("[[vpc_flow.formats]]")
+                    || l.starts_with("log_groups = ")
+                    || l.starts_with("format = ")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config = Config::from_toml(&examples).unwrap_or_else(|p| panic!("{p}\n{examples}"));
+        assert_eq!(config.vpc_flow.formats.len(), 2, "{examples}");
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let p = problems("[[vpc_flow.formats]]\nlog_group = [\"a\"]\nformat = \"${version}\"\n");
         assert_eq!(p.len(), 1, "{p:?}");

@@ -155,6 +155,7 @@ impl<'a> Scanner<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn keys(json: &str) -> Option<Vec<(String, Option<String>)>> {
         let mut out = Vec::new();
@@ -177,6 +178,71 @@ mod tests {
         assert_eq!(names, ["a", "b", "n", "t", "z"]);
         assert_eq!(got[0].1.as_deref(), Some(r#"x\"y"#));
         assert_eq!(keys("{}").unwrap(), vec![]);
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value as J;
+        let leaf = prop_oneof![
+            Just(J::Null),
+            any::<bool>().prop_map(J::Bool),
+            any::<i64>().prop_map(J::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(J::from),
+            "\\PC{0,8}|[\"\\\\{}\\[\\],: ]{0,4}".prop_map(J::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(J::Array),
+                prop::collection::btree_map("\\PC{0,6}", inner, 0..6)
+                    .prop_map(|m| J::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The walk agrees with serde_json on every object serde_json writes,
+        /// compact or pretty: same keys, same (raw) strings.
+        #[test]
+        fn agrees_with_serde_json(
+            members in prop::collection::btree_map("\\PC{0,6}", json_value(), 0..8),
+            pretty in any::<bool>(),
+        ) {
+            let object = serde_json::Value::Object(members.into_iter().collect());
+            let text = if pretty {
+                serde_json::to_string_pretty(&object).unwrap()
+            } else {
+                serde_json::to_string(&object).unwrap()
+            };
+            let mut seen = Vec::new();
+            let flow = Scanner::new(text.as_bytes()).members(|k, s| {
+                seen.push((k.to_vec(), s.value()?));
+                Some(Flow::Continue)
+            });
+            prop_assert_eq!(flow, Some(Flow::Continue));
+            let map = object.as_object().unwrap();
+            prop_assert_eq!(seen.len(), map.len());
+            for ((key, value), (want_key, want_value)) in seen.iter().zip(map) {
+                let raw = |s: &str| {
+                    let quoted = serde_json::to_string(s).unwrap();
+                    quoted[1..quoted.len() - 1].to_owned()
+                };
+                prop_assert_eq!(String::from_utf8(key.clone()).unwrap(), raw(want_key));
+                match (value, want_value) {
+                    (Value::Str(v), serde_json::Value::String(w)) => {
+                        prop_assert_eq!(String::from_utf8(v.to_vec()).unwrap(), raw(w));
+                    }
+                    (Value::Other, w) => prop_assert!(!w.is_string()),
+                    (v, w) => prop_assert!(false, "{:?} for {}", v, w),
+                }
+            }
+        }
+
+        /// Arbitrary bytes never make the walk panic or loop.
+        #[test]
+        fn arbitrary_input_is_safe(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Scanner::new(&bytes).members(|_, s| s.value().map(|_| Flow::Continue));
+        }
     }
 
     #[test]

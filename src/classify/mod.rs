@@ -141,6 +141,14 @@ pub struct GroupClassifier<'c> {
 }
 
 impl GroupClassifier<'_> {
+    /// Index of the configured format that applies to this log group, if any. An
+    /// event of such a group classified `other` did not fit that format: worth a
+    /// counter of its own, as it usually means the configured format is not the
+    /// flow log's.
+    pub fn format_index(&self) -> Option<usize> {
+        self.custom.map(|(index, _)| index)
+    }
+
     /// Classifies one message. Does not allocate.
     pub fn classify(&self, message: &str) -> Classification {
         let vpc = match self.custom {
@@ -194,6 +202,8 @@ mod tests {
         assert_eq!(v3.vpc_format, Some(0));
         // The default format is not tried in a group with a configured format.
         assert_eq!(g.classify(V2), Classification::OTHER);
+        assert_eq!(g.format_index(), Some(0));
+        assert_eq!(c.for_group(Some("vpc-flow")).format_index(), None);
         // Other groups, and plain records, get automatic detection.
         for group in [Some("vpc-flow"), None, Some("/aws/vpc/v3x")] {
             let g = c.for_group(group);

@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::Classifier;
+use crate::classify::{Classifier, Fields};
 use crate::event::Event;
 use timestamp::TimestampWriter;
 
@@ -122,7 +122,7 @@ struct JsonEvent<'a> {
     id: Option<&'a str>,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    fields: Option<serde_json::Map<String, serde_json::Value>>,
+    fields: Option<Fields<'a>>,
 }
 
 /// Appends `msg` with LF written as `\n` and CR as `\r`.

@@ -14,6 +14,8 @@
 //!   gunzip, the CloudWatch Logs envelope.
 //! - [`classify`]: VPC flow (default and custom formats), CloudTrail, other.
 //! - [`format`]: event bodies (`fsm`, `json`) and RFC 3339 timestamps.
+//! - [`sink`]: syslog headers and framing, delivery over TCP/TLS/UDP/RELP/stdout
+//!   with reconnects, a bounded queue and per-batch acknowledgements.
 
 pub mod classify;
 pub mod cli;
@@ -22,3 +24,4 @@ pub mod config;
 pub mod decode;
 pub mod event;
 pub mod format;
+pub mod sink;

@@ -7,7 +7,9 @@
 
 pub mod timestamp;
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +47,7 @@ impl FromStr for BodyFormat {
 pub struct Formatter {
     format: BodyFormat,
     timestamps: TimestampWriter,
+    tags: Option<Arc<BTreeMap<String, String>>>,
 }
 
 impl Formatter {
@@ -53,7 +56,14 @@ impl Formatter {
         Formatter {
             format,
             timestamps: TimestampWriter::default(),
+            tags: None,
         }
+    }
+
+    /// Adds `tags` (e.g. a stream's tenant) to every JSON body as a `tags` object.
+    pub fn with_tags(mut self, tags: Arc<BTreeMap<String, String>>) -> Formatter {
+        self.tags = (!tags.is_empty()).then_some(tags);
+        self
     }
 
     /// The body format.
@@ -105,6 +115,7 @@ impl Formatter {
             id: event.id.as_deref(),
             message: &event.message,
             fields: classifier.fields(&event.message, c),
+            tags: self.tags.as_deref(),
         };
         serde_json::to_writer(&mut *out, &body).expect("writing to a Vec cannot fail");
     }
@@ -123,6 +134,8 @@ struct JsonEvent<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     fields: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a BTreeMap<String, String>>,
 }
 
 /// Appends `msg` with LF written as `\n` and CR as `\r`.

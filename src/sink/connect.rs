@@ -1,0 +1,160 @@
+//! Connecting to the first receiver that answers: every address in order, each
+//! name resolved again at every attempt, with capped exponential backoff and
+//! jitter between rounds.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+use super::config::parse_address;
+use super::Context_;
+
+/// Exponential backoff with jitter: each wait is drawn from [d/2, d], and d doubles
+/// up to the cap at every failure.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            current: min,
+        }
+    }
+
+    /// The next wait.
+    pub(crate) fn next_wait(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let half = d / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+
+    /// Back to the shortest wait (after a connection that made progress).
+    pub(crate) fn reset(&mut self) {
+        self.current = self.min;
+    }
+}
+
+/// A TCP connection to one of the configured receivers.
+pub(crate) struct Connected {
+    pub(crate) stream: TcpStream,
+    /// The configured `host:port`.
+    pub(crate) address: String,
+    /// The host part, for TLS server name checks.
+    pub(crate) host: String,
+}
+
+/// One connection attempt per address (and per resolved IP), in order. The
+/// `handshake` may upgrade the stream (TLS, RELP open); its failure fails the
+/// address. Each failure is logged once and counted. Returns `None` when every
+/// address failed.
+pub(crate) async fn connect_round<T, F, Fut>(
+    ctx: &Context_,
+    mut handshake: F,
+) -> Option<(T, String)>
+where
+    F: FnMut(Connected) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let timeout = ctx.config.connect_timeout;
+    for address in &ctx.config.addresses {
+        let Ok((host, port)) = parse_address(address) else {
+            continue; // rejected by validation
+        };
+        let resolved = tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await;
+        let addrs: Vec<SocketAddr> = match resolved {
+            Ok(Ok(addrs)) => addrs.collect(),
+            Ok(Err(err)) => {
+                ctx.status.connect_failed();
+                warn!(address = %address, error = %err, "sink cannot resolve address");
+                continue;
+            }
+            Err(_) => {
+                ctx.status.connect_failed();
+                warn!(address = %address, timeout = ?timeout, "sink address resolution timed out");
+                continue;
+            }
+        };
+        for peer in addrs {
+            let attempt = async {
+                let stream = TcpStream::connect(peer)
+                    .await
+                    .map_err(|err| format!("connect failed: {err}"))?;
+                let _ = stream.set_nodelay(true);
+                handshake(Connected {
+                    stream,
+                    address: address.clone(),
+                    host: host.to_owned(),
+                })
+                .await
+            };
+            match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(conn)) => {
+                    let label = format!("{address} ({peer})");
+                    info!(address = %address, peer = %peer, transport = ctx.config.transport.as_str(), "sink connected");
+                    ctx.status.set_connected(label.clone());
+                    return Some((conn, label));
+                }
+                Ok(Err(error)) => {
+                    ctx.status.connect_failed();
+                    warn!(address = %address, peer = %peer, error = %error, "sink connection failed");
+                }
+                Err(_) => {
+                    ctx.status.connect_failed();
+                    warn!(address = %address, peer = %peer, timeout = ?timeout, "sink connection timed out");
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Connects, retrying with backoff until connected or stopped (`None`).
+pub(crate) async fn connect<T, F, Fut>(
+    ctx: &Context_,
+    backoff: &mut Backoff,
+    mut handshake: F,
+) -> Option<(T, String)>
+where
+    F: FnMut(Connected) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    loop {
+        let round = connect_round(ctx, &mut handshake);
+        tokio::select! {
+            _ = ctx.stop.stopped() => return None,
+            connected = round => if let Some(c) = connected { return Some(c) },
+        }
+        let wait = backoff.next_wait();
+        warn!(addresses = ?ctx.config.addresses, retry_in = ?wait, "sink has no receiver; retrying");
+        tokio::select! {
+            _ = ctx.stop.stopped() => return None,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let waits: Vec<Duration> = (0..6).map(|_| b.next_wait()).collect();
+        for (w, d) in waits.iter().zip([100, 200, 400, 800, 1000, 1000]) {
+            let d = Duration::from_millis(d);
+            assert!(*w >= d / 2 && *w <= d, "{w:?} not in [{:?}, {d:?}]", d / 2);
+        }
+        b.reset();
+        assert!(b.next_wait() <= Duration::from_millis(100));
+    }
+}

@@ -73,13 +73,16 @@ where
         let addrs: Vec<SocketAddr> = match resolved {
             Ok(Ok(addrs)) => addrs.collect(),
             Ok(Err(err)) => {
-                ctx.status.connect_failed();
-                warn!(address = %address, error = %err, "sink cannot resolve address");
+                connect_failed(ctx, address, None, format!("cannot resolve: {err}"));
                 continue;
             }
             Err(_) => {
-                ctx.status.connect_failed();
-                warn!(address = %address, timeout = ?timeout, "sink address resolution timed out");
+                connect_failed(
+                    ctx,
+                    address,
+                    None,
+                    format!("name resolution timed out after {timeout:?}"),
+                );
                 continue;
             }
         };
@@ -103,18 +106,37 @@ where
                     ctx.status.set_connected(label.clone());
                     return Some((conn, label));
                 }
-                Ok(Err(error)) => {
-                    ctx.status.connect_failed();
-                    warn!(address = %address, peer = %peer, error = %error, "sink connection failed");
-                }
-                Err(_) => {
-                    ctx.status.connect_failed();
-                    warn!(address = %address, peer = %peer, timeout = ?timeout, "sink connection timed out");
-                }
+                Ok(Err(error)) => connect_failed(ctx, address, Some(peer), error),
+                Err(_) => connect_failed(
+                    ctx,
+                    address,
+                    Some(peer),
+                    format!("timed out after {timeout:?}"),
+                ),
             }
         }
     }
     None
+}
+
+/// One failed attempt: logged once with its reason, counted, kept for the status.
+pub(crate) fn connect_failed(
+    ctx: &Context_,
+    address: &str,
+    peer: Option<SocketAddr>,
+    reason: String,
+) {
+    match peer {
+        Some(peer) => {
+            warn!(address = %address, peer = %peer, error = %reason, "sink connection attempt failed");
+            ctx.status
+                .connect_failed(format!("{address} ({peer}): {reason}"));
+        }
+        None => {
+            warn!(address = %address, error = %reason, "sink connection attempt failed");
+            ctx.status.connect_failed(format!("{address}: {reason}"));
+        }
+    }
 }
 
 /// Connects, retrying with backoff until connected or stopped (`None`).

@@ -183,11 +183,12 @@ pub(crate) async fn run(ctx: &mut Context_, queue: &mut Queue) {
             End::Stopped | End::Drained => return,
             End::Failed { reason, progressed } => {
                 let resent = queue.restart();
-                ctx.status.disconnected_by_error(resent);
                 if progressed {
                     backoff.reset();
                 }
                 let wait = backoff.next_wait();
+                ctx.status
+                    .disconnected_by_error(format!("{label}: {reason}"), resent);
                 warn!(peer = %label, error = %reason, resend_batches = resent, retry_in = ?wait, "sink relp session lost");
                 tokio::select! {
                     _ = ctx.stop.stopped() => return,

@@ -10,6 +10,7 @@ use super::encode::Batch;
 pub(crate) struct Status {
     connected: AtomicBool,
     address: Mutex<Option<String>>,
+    last_error: Mutex<Option<String>>,
     connects: AtomicU64,
     connect_failures: AtomicU64,
     disconnects: AtomicU64,
@@ -29,6 +30,8 @@ pub struct StatusSnapshot {
     pub connected: bool,
     /// The receiver connected to, as `address (ip:port)`.
     pub address: Option<String>,
+    /// The latest connection failure or loss, with its reason.
+    pub last_error: Option<String>,
     /// Connections made.
     pub connects: u64,
     /// Connection attempts that failed (one per address tried).
@@ -56,6 +59,7 @@ impl Status {
         StatusSnapshot {
             connected: self.connected.load(Relaxed),
             address: self.address.lock().expect("not poisoned").clone(),
+            last_error: self.last_error.lock().expect("not poisoned").clone(),
             connects: self.connects.load(Relaxed),
             connect_failures: self.connect_failures.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),
@@ -79,13 +83,15 @@ impl Status {
         self.connected.store(false, Relaxed);
     }
 
-    pub(crate) fn disconnected_by_error(&self, resent: usize) {
+    pub(crate) fn disconnected_by_error(&self, reason: String, resent: usize) {
+        *self.last_error.lock().expect("not poisoned") = Some(reason);
         self.set_disconnected();
         self.disconnects.fetch_add(1, Relaxed);
         self.batches_resent.fetch_add(resent as u64, Relaxed);
     }
 
-    pub(crate) fn connect_failed(&self) {
+    pub(crate) fn connect_failed(&self, reason: String) {
+        *self.last_error.lock().expect("not poisoned") = Some(reason);
         self.connect_failures.fetch_add(1, Relaxed);
     }
 

@@ -8,7 +8,7 @@ use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
 use super::config::parse_address;
-use super::connect::Backoff;
+use super::connect::{connect_failed, Backoff};
 use super::queue::Queue;
 use super::Context_;
 
@@ -21,8 +21,7 @@ async fn open(ctx: &Context_) -> Option<(UdpSocket, String)> {
         let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
             Ok(addrs) => addrs.collect(),
             Err(err) => {
-                ctx.status.connect_failed();
-                warn!(address = %address, error = %err, "sink cannot resolve address");
+                connect_failed(ctx, address, None, format!("cannot resolve: {err}"));
                 continue;
             }
         };
@@ -46,10 +45,7 @@ async fn open(ctx: &Context_) -> Option<(UdpSocket, String)> {
                     ctx.status.set_connected(label.clone());
                     return Some((socket, label));
                 }
-                Err(err) => {
-                    ctx.status.connect_failed();
-                    warn!(address = %address, peer = %peer, error = %err, "sink udp connect failed");
-                }
+                Err(err) => connect_failed(ctx, address, Some(peer), err.to_string()),
             }
         }
     }

@@ -108,6 +108,18 @@ pub(crate) struct Submitted {
 }
 
 impl Submitted {
+    pub(crate) fn new(
+        batch: Batch,
+        permit: OwnedSemaphorePermit,
+        ack: oneshot::Sender<()>,
+    ) -> Submitted {
+        Submitted {
+            batch,
+            _permit: permit,
+            ack,
+        }
+    }
+
     /// Reports the batch acknowledged and frees its queue capacity.
     pub(crate) fn acknowledge(self) {
         let _ = self.ack.send(());
@@ -162,11 +174,7 @@ impl SinkHandle {
             .map_err(|_| SinkClosed)?;
         let (ack, rx) = oneshot::channel();
         self.tx
-            .send(Submitted {
-                batch,
-                _permit: permit,
-                ack,
-            })
+            .send(Submitted::new(batch, permit, ack))
             .map_err(|_| SinkClosed)?;
         Ok(Ack(rx))
     }

@@ -139,3 +139,72 @@ impl Queue {
         count
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::encode::Batch;
+    use std::sync::Arc;
+    use tokio::sync::{oneshot, Semaphore};
+
+    fn submitted(bytes: &[u8]) -> (Submitted, oneshot::Receiver<()>) {
+        let permits = Arc::new(Semaphore::new(1 << 20));
+        let permit = permits
+            .try_acquire_many_owned(bytes.len().max(1) as u32)
+            .unwrap();
+        let (tx, rx) = oneshot::channel();
+        let mut batch = Batch::default();
+        batch.push_message(bytes);
+        (Submitted::new(batch, permit, tx), rx)
+    }
+
+    #[test]
+    fn acks_follow_written_positions_and_restart_resends_the_rest() {
+        let status = Status::default();
+        let mut q = Queue::default();
+        let (a, mut ra) = submitted(b"aaaa");
+        let (b, mut rb) = submitted(b"bb");
+        let (c, mut rc) = submitted(b"cccccc");
+        q.push(a);
+        q.push(b);
+        q.push(c);
+        assert_eq!(q.slices(10).len(), 3);
+        q.advance(5); // all of a, one byte of b
+        assert_eq!(&*q.slices(10)[0], b"b");
+        q.mark_written(5);
+        assert!(q.awaits_ack() && q.has_unwritten());
+        assert_eq!(
+            q.acknowledge_through(4, &status),
+            0,
+            "a's end is only known as 5"
+        );
+        assert_eq!(q.acknowledge_through(5, &status), 1);
+        assert!(ra.try_recv().is_ok());
+        q.advance(1);
+        q.mark_written(6);
+        // Connection lost: b (written, unacked) and c (unwritten) go again, whole.
+        assert_eq!(q.restart(), 1);
+        assert_eq!(q.slices(10).iter().map(|s| s.len()).sum::<usize>(), 8);
+        q.advance(8);
+        q.mark_written(8);
+        assert_eq!(q.acknowledge_through(8, &status), 2);
+        assert!(rb.try_recv().is_ok() && rc.try_recv().is_ok());
+        assert!(q.is_empty() && !q.awaits_ack());
+        assert_eq!(status.snapshot(0).batches_acked, 3);
+    }
+
+    #[test]
+    fn batch_by_batch_transports_record_each_end() {
+        let status = Status::default();
+        let mut q = Queue::default();
+        let (a, _ra) = submitted(b"a");
+        let (b, _rb) = submitted(b"b");
+        q.push(a);
+        q.push(b);
+        q.written_one(3);
+        q.written_one(7);
+        assert!(!q.has_unwritten());
+        assert_eq!(q.acknowledge_through(6, &status), 1);
+        assert_eq!(q.acknowledge_through(7, &status), 1);
+    }
+}

@@ -116,10 +116,11 @@ struct Session {
     reader: Reader,
     writer: Writer,
     rbuf: Vec<u8>,
+    fd: std::os::fd::RawFd,
 }
 
 async fn open(c: super::connect::Connected) -> Result<Session, String> {
-    let (mut reader, mut writer) = plain_split(c);
+    let (mut reader, mut writer, fd) = plain_split(c);
     let offer = format!(
         "relp_version=0\nrelp_software=kinesis-collector,{},https://github.com/kinesis-collector\ncommands=syslog",
         env!("CARGO_PKG_VERSION")
@@ -148,6 +149,7 @@ async fn open(c: super::connect::Connected) -> Result<Session, String> {
                 reader,
                 writer,
                 rbuf,
+                fd,
             });
         }
         let mut chunk = [0u8; 4096];
@@ -204,6 +206,7 @@ async fn run_session(ctx: &mut Context_, queue: &mut Queue, session: Session) ->
         mut reader,
         mut writer,
         mut rbuf,
+        fd,
     } = session;
     let window = ctx.config.relp_window;
     let mut txnr = 1u32; // `open` used 1
@@ -256,6 +259,7 @@ async fn run_session(ctx: &mut Context_, queue: &mut Queue, session: Session) ->
             r = reader.read(&mut chunk) => match r {
                 Ok(0) => return failed("connection closed by the receiver".to_owned(), progressed),
                 Ok(n) => {
+                    super::outq::quick_ack(fd);
                     rbuf.extend_from_slice(&chunk[..n]);
                     let mut used_total = 0;
                     loop {

@@ -312,7 +312,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 }
 
 /// Used by the RELP client, which runs over the same TCP connections.
-pub(crate) fn plain_split(c: Connected) -> (Reader, Writer) {
+pub(crate) fn plain_split(c: Connected) -> (Reader, Writer, RawFd) {
     let conn = plain(c);
-    (conn.reader.expect("tcp has a read side"), conn.writer)
+    let fd = conn.fd.expect("tcp has a socket");
+    (conn.reader.expect("tcp has a read side"), conn.writer, fd)
 }

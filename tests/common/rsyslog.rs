@@ -30,6 +30,8 @@ pub struct Rsyslog {
     pub port: u16,
     pub dir: tempfile::TempDir,
     input: Input,
+    /// Drop every message instead of writing files (benchmarks).
+    discard: bool,
     child: Option<Child>,
 }
 
@@ -68,11 +70,22 @@ impl Rsyslog {
 
     /// Starts rsyslogd on `port` and waits until it listens.
     pub fn start_on(input: Input, port: u16) -> Rsyslog {
+        Rsyslog::start_with(input, port, false)
+    }
+
+    /// Starts rsyslogd on a free port, dropping what it receives (for benchmarks).
+    pub fn start_discarding(input: Input) -> Rsyslog {
+        let port = free_port(matches!(input, Input::Udp));
+        Rsyslog::start_with(input, port, true)
+    }
+
+    fn start_with(input: Input, port: u16, discard: bool) -> Rsyslog {
         let dir = tempfile::tempdir().unwrap();
         let mut rs = Rsyslog {
             port,
             dir,
             input,
+            discard,
             child: None,
         };
         rs.write_config();
@@ -111,6 +124,11 @@ impl Rsyslog {
             ),
         };
         conf.push_str(&input);
+        if self.discard {
+            conf.push_str("\nruleset(name=\"r\") { action(type=\"omfile\" file=\"/dev/null\") }\n");
+            std::fs::write(self.dir.path().join("rs.conf"), conf).unwrap();
+            return;
+        }
         let _ = write!(
             conf,
             r#"

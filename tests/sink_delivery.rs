@@ -256,3 +256,37 @@ async fn udp_sends_one_event_per_datagram_and_truncates_long_ones() {
     assert_eq!(lines[1].len(), 480);
     sink.close(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_at_once_and_close_refuses_new_batches() {
+    let port = free_port(false);
+    let config = sink_config(&format!(
+        "transport = \"tcp\"\naddresses = [\"127.0.0.1:{port}\"]\nreconnect_min = \"10s\"\nreconnect_max = \"10s\""
+    ));
+    let cancel = CancellationToken::new();
+    let sink = Sink::start(&config, cancel.clone()).unwrap();
+    let handle = sink.handle();
+    let mut enc = encoder(&config);
+    let ack = handle
+        .submit(batch_of(&mut enc, &[VPC_SEED]))
+        .await
+        .unwrap();
+    wait_status(&handle, WAIT, "a failed attempt", |s| {
+        s.connect_failures >= 1
+    })
+    .await;
+    cancel.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(5), ack)
+        .await
+        .expect("cancel is prompt");
+    assert!(result.is_err(), "a batch never sent is not acknowledged");
+    let report = tokio::time::timeout(Duration::from_secs(5), sink.close(Duration::from_secs(60)))
+        .await
+        .expect("close after cancel returns at once")
+        .unwrap();
+    assert_eq!(report.unacknowledged_batches, 1);
+    assert!(handle
+        .submit(batch_of(&mut enc, &[VPC_SEED]))
+        .await
+        .is_err());
+}

@@ -13,11 +13,14 @@ use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A CA and a server certificate for `localhost` / 127.0.0.1, written as PEM files.
+/// A CA, a server certificate for `localhost` / 127.0.0.1 and a client
+/// certificate, written as PEM files.
 struct Pki {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
 fn make_pki(dir: &Path, name: &str) -> Pki {
@@ -35,14 +38,25 @@ fn make_pki(dir: &Path, name: &str) -> Pki {
         .push(DnType::CommonName, "localhost");
     let key = KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let mut client_params = CertificateParams::new(vec!["collector-1".to_owned()]).unwrap();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "collector-1");
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_key = KeyPair::generate().unwrap();
+    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
     let pki = Pki {
         ca: dir.join(format!("{name}-ca.pem")),
         cert: dir.join(format!("{name}-cert.pem")),
         key: dir.join(format!("{name}-key.pem")),
+        client_cert: dir.join(format!("{name}-client-cert.pem")),
+        client_key: dir.join(format!("{name}-client-key.pem")),
     };
     std::fs::write(&pki.ca, ca.pem()).unwrap();
     std::fs::write(&pki.cert, cert.pem()).unwrap();
     std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+    std::fs::write(&pki.client_cert, client.pem()).unwrap();
+    std::fs::write(&pki.client_key, client_key.serialize_pem()).unwrap();
     pki
 }
 
@@ -101,6 +115,7 @@ async fn tls_delivers_to_rsyslog_and_refuses_a_wrong_ca_or_name() {
     for driver in ["gtls", "ossl"] {
         let rs = Rsyslog::start(Input::Tls {
             driver,
+            auth_mode: "anon",
             ca: good.ca.clone(),
             cert: good.cert.clone(),
             key: good.key.clone(),
@@ -138,5 +153,46 @@ async fn tls_delivers_to_rsyslog_and_refuses_a_wrong_ca_or_name() {
             3,
             "{driver}: nothing arrives over a refused handshake"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_presents_the_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), "m");
+    for driver in ["gtls", "ossl"] {
+        let rs = Rsyslog::start(Input::Tls {
+            driver,
+            auth_mode: "x509/certvalid",
+            ca: pki.ca.clone(),
+            cert: pki.cert.clone(),
+            key: pki.key.clone(),
+        });
+        let body = format!("{driver} mutual tls");
+        let extra = format!(
+            "cert_file = \"{}\"\nkey_file = \"{}\"",
+            pki.client_cert.display(),
+            pki.client_key.display()
+        );
+        deliver(&tls_config(&rs.address(), &pki.ca, &extra), &body).await;
+        let lines = tokio::task::block_in_place(|| rs.wait_raw(1, WAIT));
+        assert!(lines[0].ends_with(&body), "{driver}: {lines:?}");
+
+        // Without the client certificate the receiver refuses the connection.
+        let config = sink_config(&tls_config(&rs.address(), &pki.ca, ""));
+        let sink = Sink::start(&config, CancellationToken::new()).unwrap();
+        let handle = sink.handle();
+        let mut ack = handle
+            .submit(batch_of(&mut encoder(&config), &["no client cert"]))
+            .await
+            .unwrap();
+        let status = wait_status(&handle, WAIT, "refused connections", |s| {
+            s.connect_failures + s.disconnects >= 2
+        })
+        .await;
+        assert!(ack.try_result().is_none(), "{driver}: {status:?}");
+        let report = sink.close(Duration::from_millis(100)).await.unwrap();
+        assert_eq!(report.unacknowledged_batches, 1);
+        assert_eq!(rs.raw_lines().len(), 1, "{driver}");
     }
 }

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use super::config::parse_address;
-use super::Context_;
+use super::TaskContext;
 
 /// Exponential backoff with jitter: each wait is drawn from [d/2, d], and d doubles
 /// up to the cap at every failure.
@@ -57,7 +57,7 @@ pub(crate) struct Connected {
 /// address. Each failure is logged once and counted. Returns `None` when every
 /// address failed.
 pub(crate) async fn connect_round<T, F, Fut>(
-    ctx: &Context_,
+    ctx: &TaskContext,
     mut handshake: F,
 ) -> Option<(T, String)>
 where
@@ -121,7 +121,7 @@ where
 
 /// One failed attempt: logged once with its reason, counted, kept for the status.
 pub(crate) fn connect_failed(
-    ctx: &Context_,
+    ctx: &TaskContext,
     address: &str,
     peer: Option<SocketAddr>,
     reason: String,
@@ -141,7 +141,7 @@ pub(crate) fn connect_failed(
 
 /// Connects, retrying with backoff until connected or stopped (`None`).
 pub(crate) async fn connect<T, F, Fut>(
-    ctx: &Context_,
+    ctx: &TaskContext,
     backoff: &mut Backoff,
     mut handshake: F,
 ) -> Option<(T, String)>

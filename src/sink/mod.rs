@@ -216,7 +216,7 @@ impl Sink {
         let status = Arc::new(Status::default());
         let closing = CancellationToken::new();
         let drain_deadline = Arc::new(std::sync::Mutex::new(None));
-        let ctx = Context_ {
+        let ctx = TaskContext {
             config: config.clone(),
             tls,
             rx,
@@ -265,7 +265,7 @@ impl Sink {
 }
 
 /// Everything the sink task owns.
-pub(crate) struct Context_ {
+pub(crate) struct TaskContext {
     pub(crate) config: SinkConfig,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) rx: mpsc::UnboundedReceiver<Submitted>,
@@ -303,7 +303,7 @@ impl Stop {
     }
 }
 
-async fn run(mut ctx: Context_) {
+async fn run(mut ctx: TaskContext) {
     let mut queue = queue::Queue::default();
     match ctx.config.transport {
         Transport::Tcp | Transport::Tls | Transport::Stdout => {

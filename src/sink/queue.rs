@@ -194,6 +194,22 @@ mod tests {
     }
 
     #[test]
+    fn empty_batches_are_written_when_reached() {
+        let status = Status::default();
+        let mut q = Queue::default();
+        let (a, mut ra) = submitted(b"");
+        q.push(a);
+        let (mut b, mut rb) = submitted(b"x");
+        b.batch = Batch::default();
+        q.push(b);
+        q.advance(0);
+        assert!(!q.has_unwritten() && q.has_unmarked_written());
+        q.mark_written(0);
+        assert_eq!(q.acknowledge_through(0, &status), 2);
+        assert!(ra.try_recv().is_ok() && rb.try_recv().is_ok());
+    }
+
+    #[test]
     fn batch_by_batch_transports_record_each_end() {
         let status = Status::default();
         let mut q = Queue::default();

@@ -13,7 +13,7 @@ use tracing::warn;
 use super::connect::{connect, Backoff};
 use super::queue::Queue;
 use super::stream::plain_split;
-use super::Context_;
+use super::TaskContext;
 
 /// Transaction numbers run from 1 to this, then wrap to 1 (RFC-style RELP spec).
 const MAX_TXNR: u32 = 999_999_999;
@@ -167,7 +167,7 @@ enum End {
     Failed { reason: String, progressed: bool },
 }
 
-pub(crate) async fn run(ctx: &mut Context_, queue: &mut Queue) {
+pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
     let mut backoff = Backoff::new(ctx.config.reconnect_min, ctx.config.reconnect_max);
     loop {
         if ctx.stop.closing.is_cancelled() {
@@ -201,7 +201,7 @@ pub(crate) async fn run(ctx: &mut Context_, queue: &mut Queue) {
     }
 }
 
-async fn run_session(ctx: &mut Context_, queue: &mut Queue, session: Session) -> End {
+async fn run_session(ctx: &mut TaskContext, queue: &mut Queue, session: Session) -> End {
     let Session {
         mut reader,
         mut writer,

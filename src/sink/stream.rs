@@ -17,7 +17,7 @@ use tracing::warn;
 use super::config::Transport;
 use super::connect::{connect, Backoff, Connected};
 use super::queue::Queue;
-use super::{outq, tls, Context_};
+use super::{outq, tls, TaskContext};
 
 /// Most batches handed to one `writev`.
 const MAX_SLICES: usize = 64;
@@ -62,7 +62,7 @@ enum End {
     Failed { reason: String, progressed: bool },
 }
 
-pub(crate) async fn run(ctx: &mut Context_, queue: &mut Queue) {
+pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
     let mut backoff = Backoff::new(ctx.config.reconnect_min, ctx.config.reconnect_max);
     loop {
         if ctx.stop.closing.is_cancelled() {
@@ -108,13 +108,13 @@ pub(crate) async fn run(ctx: &mut Context_, queue: &mut Queue) {
 }
 
 /// Moves every batch already submitted into the queue (when closing).
-fn take_queued(ctx: &mut Context_, queue: &mut Queue) {
+fn take_queued(ctx: &mut TaskContext, queue: &mut Queue) {
     while let Ok(sub) = ctx.rx.try_recv() {
         queue.push(sub);
     }
 }
 
-async fn session(ctx: &mut Context_, queue: &mut Queue, conn: Conn) -> End {
+async fn session(ctx: &mut TaskContext, queue: &mut Queue, conn: Conn) -> End {
     let Conn {
         mut reader,
         mut writer,
@@ -127,6 +127,7 @@ async fn session(ctx: &mut Context_, queue: &mut Queue, conn: Conn) -> End {
     let mut discard = vec![0u8; 4096];
     let failed = |reason: String, progressed: bool| End::Failed { reason, progressed };
     loop {
+        queue.advance(0); // an empty batch at the head counts as written
         if queue.awaits_ack() {
             match acked_position(&written, fd) {
                 Ok(pos) => {

@@ -10,10 +10,10 @@ use tracing::{info, warn};
 use super::config::parse_address;
 use super::connect::{connect_failed, Backoff};
 use super::queue::Queue;
-use super::Context_;
+use super::TaskContext;
 
 /// Binds and connects a socket to the first address that resolves.
-async fn open(ctx: &Context_) -> Option<(UdpSocket, String)> {
+async fn open(ctx: &TaskContext) -> Option<(UdpSocket, String)> {
     for address in &ctx.config.addresses {
         let Ok((host, port)) = parse_address(address) else {
             continue;
@@ -65,7 +65,7 @@ fn truncate(msg: &[u8], max: usize) -> &[u8] {
     &msg[..end]
 }
 
-pub(crate) async fn run(ctx: &mut Context_, queue: &mut Queue) {
+pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
     let mut backoff = Backoff::new(ctx.config.reconnect_min, ctx.config.reconnect_max);
     let (socket, label) = loop {
         tokio::select! {

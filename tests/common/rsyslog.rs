@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 pub enum Input {
     /// imtcp (octet-counted and newline framing both accepted).
     Tcp,
-    /// imtcp with TLS via the `gtls` or `ossl` driver; anonymous clients.
+    /// imtcp with TLS via the `gtls` or `ossl` driver; `auth_mode` `anon` accepts
+    /// any client, `x509/certvalid` requires a client certificate from `ca`.
     Tls {
         driver: &'static str,
+        auth_mode: &'static str,
         ca: PathBuf,
         cert: PathBuf,
         key: PathBuf,
@@ -112,8 +114,8 @@ impl Rsyslog {
             Input::Tcp => format!(
                 "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"r\")"
             ),
-            Input::Tls { driver, .. } => format!(
-                "module(load=\"imtcp\" streamDriver.name=\"{driver}\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")\n\
+            Input::Tls { driver, auth_mode, .. } => format!(
+                "module(load=\"imtcp\" streamDriver.name=\"{driver}\" streamDriver.mode=\"1\" streamDriver.authMode=\"{auth_mode}\")\n\
                  input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"r\")"
             ),
             Input::Relp => format!(

@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use super::config::parse_address;
+use super::queue::Queue;
 use super::TaskContext;
 
 /// Exponential backoff with jitter: each wait is drawn from [d/2, d], and d doubles
@@ -142,6 +143,7 @@ pub(crate) fn connect_failed(
 /// Connects, retrying with backoff until connected or stopped (`None`).
 pub(crate) async fn connect<T, F, Fut>(
     ctx: &TaskContext,
+    queue: &Queue,
     backoff: &mut Backoff,
     mut handshake: F,
 ) -> Option<(T, String)>
@@ -153,14 +155,24 @@ where
         let round = connect_round(ctx, &mut handshake);
         tokio::select! {
             _ = ctx.stop.stopped() => return None,
+            _ = nothing_left(ctx, queue) => return None,
             connected = round => if let Some(c) = connected { return Some(c) },
         }
         let wait = backoff.next_wait();
         warn!(addresses = ?ctx.config.addresses, retry_in = ?wait, "sink has no receiver; retrying");
         tokio::select! {
             _ = ctx.stop.stopped() => return None,
+            _ = nothing_left(ctx, queue) => return None,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Resolves when the sink is closing and holds no batch: no reason to connect.
+pub(crate) async fn nothing_left(ctx: &TaskContext, queue: &Queue) {
+    ctx.stop.closing.cancelled().await;
+    if !(queue.is_empty() && ctx.rx.is_empty()) {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::warn;
 
-use super::connect::{connect, Backoff};
+use super::connect::{connect, nothing_left, Backoff};
 use super::queue::Queue;
 use super::stream::plain_split;
 use super::TaskContext;
@@ -178,7 +178,7 @@ pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
                 return;
             }
         }
-        let Some((session, label)) = connect(ctx, &mut backoff, open).await else {
+        let Some((session, label)) = connect(ctx, queue, &mut backoff, open).await else {
             return;
         };
         match run_session(ctx, queue, session).await {
@@ -194,6 +194,7 @@ pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
                 warn!(peer = %label, error = %reason, resend_batches = resent, retry_in = ?wait, "sink relp session lost");
                 tokio::select! {
                     _ = ctx.stop.stopped() => return,
+                    _ = nothing_left(ctx, queue) => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
             }

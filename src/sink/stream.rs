@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::warn;
 
 use super::config::Transport;
-use super::connect::{connect, Backoff, Connected};
+use super::connect::{connect, nothing_left, Backoff, Connected};
 use super::queue::Queue;
 use super::{outq, tls, TaskContext};
 
@@ -79,12 +79,12 @@ pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
             Transport::Tls => {
                 let config = ctx.tls.clone().expect("tls config built at start");
                 let tls = ctx.config.tls.clone();
-                connect(ctx, &mut backoff, |c| {
+                connect(ctx, queue, &mut backoff, |c| {
                     tls_handshake(c, config.clone(), tls.clone())
                 })
                 .await
             }
-            _ => connect(ctx, &mut backoff, |c| async move { Ok(plain(c)) }).await,
+            _ => connect(ctx, queue, &mut backoff, |c| async move { Ok(plain(c)) }).await,
         };
         let Some((conn, label)) = conn else { return };
         match session(ctx, queue, conn).await {
@@ -100,6 +100,7 @@ pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
                 warn!(peer = %label, error = %reason, resend_batches = resent, retry_in = ?wait, "sink connection lost");
                 tokio::select! {
                     _ = ctx.stop.stopped() => return,
+                    _ = nothing_left(ctx, queue) => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
             }

@@ -1,6 +1,7 @@
 //! Sink throughput: ~150-byte fsm events encoded and delivered over loopback TCP
 //! to a reader that discards (both framings), acknowledged by the peer's TCP stack;
-//! and over RELP to a real rsyslog that drops them (when rsyslogd is installed).
+//! the same over TLS (rustls on both ends); and over RELP to a real rsyslog that
+//! drops them (when rsyslogd is installed).
 //! The sink and the submitter share one thread (a current-thread runtime); the
 //! reader runs on another.
 //!
@@ -43,6 +44,62 @@ fn discarding_reader() -> String {
         }
     });
     address
+}
+
+/// A TLS server on another thread that discards what it reads; returns its
+/// address and the CA file that signs its certificate.
+fn discarding_tls_reader(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; 1 << 20];
+                    while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+    });
+    (address, ca_file)
 }
 
 fn config(text: &str) -> SinkConfig {
@@ -151,6 +208,16 @@ fn bench_tcp(c: &mut Criterion) {
     }
 }
 
+fn bench_tls(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (address, ca_file) = discarding_tls_reader(dir.path());
+    let cfg = config(&format!(
+        "transport = \"tls\"\naddresses = [\"{address}\"]\n[tls]\nca_file = \"{}\"",
+        ca_file.display()
+    ));
+    bench_transport(c, "tls_octet-counting", cfg);
+}
+
 fn bench_relp(c: &mut Criterion) {
     if !["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
         .iter()
@@ -168,5 +235,5 @@ fn bench_relp(c: &mut Criterion) {
     drop(rs);
 }
 
-criterion_group!(benches, bench_encode, bench_tcp, bench_relp);
+criterion_group!(benches, bench_encode, bench_tcp, bench_tls, bench_relp);
 criterion_main!(benches);

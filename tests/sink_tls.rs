@@ -196,3 +196,18 @@ async fn mutual_tls_presents_the_client_certificate() {
         assert_eq!(rs.raw_lines().len(), 1, "{driver}");
     }
 }
+
+#[tokio::test]
+async fn unusable_certificate_files_fail_at_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("not-a-ca.pem");
+    std::fs::write(&ca, "hello").unwrap();
+    let config = sink_config(&tls_config("127.0.0.1:6514", &ca, ""));
+    let err = Sink::start(&config, CancellationToken::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not-a-ca.pem") && err.contains("no certificate"),
+        "{err}"
+    );
+}

@@ -159,7 +159,7 @@ where
             connected = round => if let Some(c) = connected { return Some(c) },
         }
         let wait = backoff.next_wait();
-        warn!(addresses = ?ctx.config.addresses, retry_in = ?wait, "sink has no receiver; retrying");
+        info!(addresses = ?ctx.config.addresses, retry_in = ?wait, "sink has no receiver; retrying");
         tokio::select! {
             _ = ctx.stop.stopped() => return None,
             _ = nothing_left(ctx, queue) => return None,

@@ -186,7 +186,10 @@ impl SinkHandle {
     }
 }
 
-/// The running sink: one task that owns the connection.
+/// The running sink: one task that owns the connection. End it with
+/// [`Sink::close`] (or the cancellation token): a `Sink` merely dropped leaves its
+/// task delivering until every handle is gone and the queue is empty, or until
+/// the token is cancelled.
 #[derive(Debug)]
 pub struct Sink {
     handle: SinkHandle,
@@ -204,8 +207,9 @@ pub struct CloseReport {
 }
 
 impl Sink {
-    /// Starts the sink task on the current tokio runtime; `cancel` stops everything
-    /// at once (unacknowledged batches stay unacknowledged).
+    /// Starts the sink task; call within a tokio runtime. `cancel` stops everything
+    /// at once (unacknowledged batches stay unacknowledged). Fails only on TLS
+    /// settings that cannot be used (unreadable or empty certificate files).
     pub fn start(config: &SinkConfig, cancel: CancellationToken) -> Result<Sink, SinkError> {
         let tls = match config.transport {
             Transport::Tls => Some(tls::client_config(&config.tls)?),

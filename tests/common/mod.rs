@@ -38,12 +38,16 @@ pub fn encoder(config: &SinkConfig) -> Encoder {
 
 /// Encodes `messages` as events of one batch.
 pub fn batch_of(encoder: &mut Encoder, messages: &[&str]) -> Batch {
-    let origin = Origin::default();
+    batch_from(encoder, &Origin::default(), messages)
+}
+
+/// Encodes `messages` as events of one batch from `origin`.
+pub fn batch_from(encoder: &mut Encoder, origin: &Origin<'_>, messages: &[&str]) -> Batch {
     let classifier = Classifier::default();
     let mut batch = Batch::default();
     for m in messages {
         let event = Event {
-            origin: &origin,
+            origin,
             id: None,
             timestamp_ms: SEED_MS,
             message: Cow::Borrowed(m),

@@ -112,10 +112,10 @@ impl Rsyslog {
         conf.push_str(")\n");
         let input = match &self.input {
             Input::Tcp => format!(
-                "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"r\")"
+                "module(load=\"imtcp\" maxFrameSize=\"300000\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"r\")"
             ),
             Input::Tls { driver, auth_mode, .. } => format!(
-                "module(load=\"imtcp\" streamDriver.name=\"{driver}\" streamDriver.mode=\"1\" streamDriver.authMode=\"{auth_mode}\")\n\
+                "module(load=\"imtcp\" maxFrameSize=\"300000\" streamDriver.name=\"{driver}\" streamDriver.mode=\"1\" streamDriver.authMode=\"{auth_mode}\")\n\
                  input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"r\")"
             ),
             Input::Relp => format!(
@@ -135,7 +135,7 @@ impl Rsyslog {
             conf,
             r#"
 template(name="raw" type="string" string="%rawmsg%\n")
-template(name="parsed" type="string" string="pri=%pri% ts=%timereported:::date-rfc3339% host=%hostname% app=%app-name% msg=%msg%\n")
+template(name="parsed" type="string" string="pri=%pri% ts=%timereported:::date-rfc3339% host=%hostname% app=%app-name% sd=%structured-data% msg=%msg%\n")
 ruleset(name="r") {{
   action(type="omfile" file="{d}/raw.log" template="raw")
   action(type="omfile" file="{d}/parsed.log" template="parsed")
@@ -227,7 +227,7 @@ ruleset(name="r") {{
         read_lines(&self.dir.path().join("raw.log"))
     }
 
-    /// The parsed view (`pri= ts= host= app= msg=`), one per message.
+    /// The parsed view (`pri= ts= host= app= sd= msg=`), one per message.
     pub fn parsed_lines(&self) -> Vec<String> {
         read_lines(&self.dir.path().join("parsed.log"))
     }
@@ -242,8 +242,11 @@ ruleset(name="r") {{
             }
             assert!(
                 Instant::now() < deadline,
-                "rsyslog got {} of {n} messages in {timeout:?}",
-                lines.len()
+                "rsyslog got {} of {n} messages in {timeout:?} (lengths {:?}); its stderr:\n{}",
+                lines.len(),
+                lines.iter().map(String::len).collect::<Vec<_>>(),
+                std::fs::read_to_string(self.dir.path().join("rsyslogd.stderr"))
+                    .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -324,3 +324,78 @@ async fn close_with_nothing_queued_does_not_wait_for_a_receiver() {
         .unwrap();
     assert_eq!(report.unacknowledged_batches, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_stops_acknowledging_is_left_for_the_next_address() {
+    let primary = Rsyslog::start(Input::Tcp);
+    let secondary = Rsyslog::start(Input::Tcp);
+    let config = sink_config(&format!(
+        "transport = \"tcp\"\naddresses = [\"{}\", \"{}\"]\nack_timeout = \"300ms\"\nreconnect_min = \"20ms\"\nreconnect_max = \"100ms\"",
+        primary.address(),
+        secondary.address()
+    ));
+    primary.pause();
+    let sink = Sink::start(&config, CancellationToken::new()).unwrap();
+    let handle = sink.handle();
+    let mut enc = encoder(&config);
+    // About 4.5 MB: more than the paused receiver's socket buffers take.
+    let (batches, per) = (300u64, 100u64);
+    let mut acks = Vec::new();
+    for b in 0..batches {
+        acks.push(
+            handle
+                .submit(numbered_batch(&mut enc, b * per, per))
+                .await
+                .unwrap(),
+        );
+    }
+    for ack in acks {
+        tokio::time::timeout(WAIT, ack)
+            .await
+            .expect("acknowledged after failover")
+            .unwrap();
+    }
+    let status = handle.status();
+    assert!(
+        status
+            .address
+            .as_deref()
+            .unwrap()
+            .starts_with(&secondary.address()),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("acknowledged nothing"),
+        "{status:?}"
+    );
+    sink.close(Duration::from_secs(5)).await.unwrap();
+    // What the paused receiver's kernel took (and acknowledged) arrives once it reads.
+    primary.resume();
+    let total = batches * per;
+    let all = tokio::task::block_in_place(|| {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let mut lines = primary.raw_lines();
+            lines.extend(secondary.raw_lines());
+            let got = seqs(&lines);
+            if got.len() as u64 == total || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    assert_eq!(
+        all.len() as u64,
+        total,
+        "every event reached one of the receivers"
+    );
+    eprintln!(
+        "failover after ack timeout: primary got {}, secondary {}",
+        seqs(&primary.raw_lines()).len(),
+        seqs(&secondary.raw_lines()).len()
+    );
+}

@@ -178,7 +178,8 @@ impl TlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// Receivers as `host:port` (`[v6addr]:port` for IPv6). The first that works is
-    /// used; on failure the next; names are resolved again at every connect.
+    /// used; after a connection fails, attempts start at the next (wrapping around);
+    /// names are resolved again at every connect.
     #[serde(default)]
     pub addresses: Vec<String>,
     /// `tcp`, `tls`, `udp`, `relp` or `stdout`.
@@ -222,6 +223,13 @@ pub struct SinkConfig {
         deserialize_with = "units::duration"
     )]
     pub connect_timeout: Duration,
+    /// Longest time sent events may wait for the receiver's acknowledgement (TCP/TLS:
+    /// its TCP stack; RELP: its answer) without any progress; then the connection
+    /// is dropped, the next address tried and the events sent again. Catches a
+    /// receiver host that vanished without closing the connection, or one that
+    /// stopped reading.
+    #[serde(default = "default_ack_timeout", deserialize_with = "units::duration")]
+    pub ack_timeout: Duration,
     /// First wait after a failed connection; doubles at each failure, with jitter.
     #[serde(
         default = "default_reconnect_min",
@@ -256,6 +264,9 @@ fn default_queue_bytes() -> u64 {
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
+}
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_reconnect_min() -> Duration {
     Duration::from_millis(500)
@@ -372,6 +383,9 @@ impl Section for SinkConfig {
         }
         if self.connect_timeout.is_zero() {
             problems.push("sink.connect_timeout", "must be more than zero");
+        }
+        if self.ack_timeout.is_zero() {
+            problems.push("sink.ack_timeout", "must be more than zero");
         }
         if self.reconnect_min.is_zero() {
             problems.push("sink.reconnect_min", "must be more than zero");

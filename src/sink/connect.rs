@@ -44,6 +44,22 @@ impl Backoff {
     }
 }
 
+/// Where the next connection attempt starts in the address list: the first at
+/// start; after a connection fails, the address after the one it was to, so a
+/// receiver that accepts connections but does not acknowledge is left for the next
+/// (wrapping around).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Rotation {
+    pub(crate) start: usize,
+}
+
+impl Rotation {
+    /// After a connection to address `index` failed.
+    pub(crate) fn failed(&mut self, index: usize, addresses: usize) {
+        self.start = (index + 1) % addresses.max(1);
+    }
+}
+
 /// A TCP connection to one of the configured receivers.
 pub(crate) struct Connected {
     pub(crate) stream: TcpStream,
@@ -53,20 +69,24 @@ pub(crate) struct Connected {
     pub(crate) host: String,
 }
 
-/// One connection attempt per address (and per resolved IP), in order. The
+/// One connection attempt per address (and per resolved IP), in order from
+/// `start`. The
 /// `handshake` may upgrade the stream (TLS, RELP open); its failure fails the
 /// address. Each failure is logged once and counted. Returns `None` when every
 /// address failed.
 pub(crate) async fn connect_round<T, F, Fut>(
     ctx: &TaskContext,
+    start: usize,
     mut handshake: F,
-) -> Option<(T, String)>
+) -> Option<(T, String, usize)>
 where
     F: FnMut(Connected) -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
     let timeout = ctx.config.connect_timeout;
-    for address in &ctx.config.addresses {
+    let n = ctx.config.addresses.len();
+    for index in (0..n).map(|i| (start + i) % n) {
+        let address = &ctx.config.addresses[index];
         let Ok((host, port)) = parse_address(address) else {
             continue; // rejected by validation
         };
@@ -105,7 +125,7 @@ where
                     let label = format!("{address} ({peer})");
                     info!(address = %address, peer = %peer, transport = ctx.config.transport.as_str(), "sink connected");
                     ctx.status.set_connected(label.clone());
-                    return Some((conn, label));
+                    return Some((conn, label, index));
                 }
                 Ok(Err(error)) => connect_failed(ctx, address, Some(peer), error),
                 Err(_) => connect_failed(
@@ -145,14 +165,15 @@ pub(crate) async fn connect<T, F, Fut>(
     ctx: &TaskContext,
     queue: &Queue,
     backoff: &mut Backoff,
+    rotation: Rotation,
     mut handshake: F,
-) -> Option<(T, String)>
+) -> Option<(T, String, usize)>
 where
     F: FnMut(Connected) -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
     loop {
-        let round = connect_round(ctx, &mut handshake);
+        let round = connect_round(ctx, rotation.start, &mut handshake);
         tokio::select! {
             _ = ctx.stop.stopped() => return None,
             _ = nothing_left(ctx, queue) => return None,
@@ -190,5 +211,17 @@ mod tests {
         }
         b.reset();
         assert!(b.next_wait() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn rotation_moves_past_the_failed_address_and_wraps() {
+        let mut r = Rotation::default();
+        assert_eq!(r.start, 0);
+        r.failed(0, 3);
+        assert_eq!(r.start, 1);
+        r.failed(2, 3);
+        assert_eq!(r.start, 0);
+        r.failed(0, 1);
+        assert_eq!(r.start, 0);
     }
 }

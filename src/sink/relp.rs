@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::warn;
 
-use super::connect::{connect, nothing_left, Backoff};
+use super::connect::{connect, nothing_left, Backoff, Rotation};
 use super::queue::Queue;
 use super::stream::plain_split;
 use super::TaskContext;
@@ -169,6 +169,7 @@ enum End {
 
 pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
     let mut backoff = Backoff::new(ctx.config.reconnect_min, ctx.config.reconnect_max);
+    let mut rotation = Rotation::default();
     loop {
         if ctx.stop.closing.is_cancelled() {
             while let Ok(sub) = ctx.rx.try_recv() {
@@ -178,13 +179,15 @@ pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
                 return;
             }
         }
-        let Some((session, label)) = connect(ctx, queue, &mut backoff, open).await else {
+        let Some((session, label, index)) = connect(ctx, queue, &mut backoff, rotation, open).await
+        else {
             return;
         };
         match run_session(ctx, queue, session).await {
             End::Stopped | End::Drained => return,
             End::Failed { reason, progressed } => {
                 let resent = queue.restart();
+                rotation.failed(index, ctx.config.addresses.len());
                 if progressed {
                     backoff.reset();
                 }
@@ -218,6 +221,8 @@ async fn run_session(ctx: &mut TaskContext, queue: &mut Queue, session: Session)
     let mut wbuf: Vec<u8> = Vec::with_capacity(256 * 1024);
     let mut wpos = 0usize;
     let mut progressed = false;
+    // Since when sent frames wait for an answer without progress.
+    let mut stalled_since = tokio::time::Instant::now();
     let mut chunk = vec![0u8; 16 * 1024];
     let failed = |reason: String, progressed: bool| End::Failed { reason, progressed };
     loop {
@@ -229,6 +234,9 @@ async fn run_session(ctx: &mut TaskContext, queue: &mut Queue, session: Session)
                 let Some(sub) = queue.next_unwritten() else {
                     break;
                 };
+                if outstanding.is_empty() {
+                    stalled_since = tokio::time::Instant::now();
+                }
                 for message in sub.batch.messages() {
                     txnr = next_txnr(txnr);
                     write_frame(txnr, "syslog", message, &mut wbuf);
@@ -273,6 +281,7 @@ async fn run_session(ctx: &mut TaskContext, queue: &mut Queue, session: Session)
                         used_total += used;
                         match frame.command {
                             b"rsp" if frame.data.starts_with(b"200") => {
+                                stalled_since = tokio::time::Instant::now();
                                 if outstanding.front() == Some(&frame.txnr) {
                                     outstanding.pop_front();
                                     acked_frames += 1;
@@ -313,6 +322,13 @@ async fn run_session(ctx: &mut TaskContext, queue: &mut Queue, session: Session)
                 None => ctx.stop.closing.cancel(),
             },
             _ = ctx.stop.closing.cancelled(), if !closing => {}
+            _ = tokio::time::sleep_until(stalled_since + ctx.config.ack_timeout), if !outstanding.is_empty() => {
+                return failed(format!(
+                    "the receiver answered nothing for {} ({} events waiting)",
+                    humantime::format_duration(ctx.config.ack_timeout),
+                    outstanding.len()
+                ), progressed);
+            }
         }
     }
 }

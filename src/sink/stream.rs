@@ -9,13 +9,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::warn;
 
 use super::config::Transport;
-use super::connect::{connect, nothing_left, Backoff, Connected};
+use super::connect::{connect, nothing_left, Backoff, Connected, Rotation};
 use super::queue::Queue;
 use super::{outq, tls, TaskContext};
 
@@ -64,6 +64,7 @@ enum End {
 
 pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
     let mut backoff = Backoff::new(ctx.config.reconnect_min, ctx.config.reconnect_max);
+    let mut rotation = Rotation::default();
     loop {
         if ctx.stop.closing.is_cancelled() {
             take_queued(ctx, queue);
@@ -74,23 +75,31 @@ pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
         let conn = match ctx.config.transport {
             Transport::Stdout => {
                 ctx.status.set_connected("stdout".to_owned());
-                Some((stdout(), "stdout".to_owned()))
+                Some((stdout(), "stdout".to_owned(), 0))
             }
             Transport::Tls => {
                 let config = ctx.tls.clone().expect("tls config built at start");
                 let tls = ctx.config.tls.clone();
-                connect(ctx, queue, &mut backoff, |c| {
+                connect(ctx, queue, &mut backoff, rotation, |c| {
                     tls_handshake(c, config.clone(), tls.clone())
                 })
                 .await
             }
-            _ => connect(ctx, queue, &mut backoff, |c| async move { Ok(plain(c)) }).await,
+            _ => {
+                connect(ctx, queue, &mut backoff, rotation, |c| async move {
+                    Ok(plain(c))
+                })
+                .await
+            }
         };
-        let Some((conn, label)) = conn else { return };
+        let Some((conn, label, index)) = conn else {
+            return;
+        };
         match session(ctx, queue, conn).await {
             End::Stopped | End::Drained => return,
             End::Failed { reason, progressed } => {
                 let resent = queue.restart();
+                rotation.failed(index, ctx.config.addresses.len());
                 if progressed {
                     backoff.reset();
                 }
@@ -127,11 +136,31 @@ async fn session(ctx: &mut TaskContext, queue: &mut Queue, conn: Conn) -> End {
     let mut progressed = false;
     let mut discard = vec![0u8; 4096];
     let failed = |reason: String, progressed: bool| End::Failed { reason, progressed };
+    // Since when written bytes wait for an acknowledgement without progress
+    // (sockets only: stdout is acknowledged when written).
+    let mut stalled_since: Option<Instant> = None;
+    let mut last_acked = 0u64;
     loop {
         queue.advance(0); // an empty batch at the head counts as written
-        if queue.awaits_ack() {
+        if !queue.awaits_ack() {
+            stalled_since = None;
+        } else {
             match acked_position(&written, fd) {
                 Ok(pos) => {
+                    if pos > last_acked {
+                        last_acked = pos;
+                        stalled_since = None;
+                    }
+                    let since = *stalled_since.get_or_insert_with(Instant::now);
+                    if fd.is_some() && since.elapsed() >= ctx.config.ack_timeout {
+                        return failed(
+                            format!(
+                                "the receiver acknowledged nothing for {}",
+                                humantime::format_duration(ctx.config.ack_timeout)
+                            ),
+                            progressed,
+                        );
+                    }
                     if queue.acknowledge_through(pos, &ctx.status) > 0 {
                         progressed = true;
                         poll_delay = POLL_MIN;

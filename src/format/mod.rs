@@ -109,13 +109,13 @@ impl Formatter {
             timestamp: std::str::from_utf8(&ts).expect("ASCII"),
             class: c.class.as_str(),
             event_type: c.event_type,
+            tags: self.tags.as_deref(),
             log_group: event.origin.log_group.as_deref(),
             log_stream: event.origin.log_stream.as_deref(),
             owner: event.origin.owner.as_deref(),
             id: event.id.as_deref(),
             message: &event.message,
             fields: classifier.fields(&event.message, c),
-            tags: self.tags.as_deref(),
         };
         serde_json::to_writer(&mut *out, &body).expect("writing to a Vec cannot fail");
     }
@@ -127,6 +127,9 @@ struct JsonEvent<'a> {
     class: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     event_type: Option<&'static str>,
+    /// The stream's tags (tenant, organization), when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a BTreeMap<String, String>>,
     log_group: Option<&'a str>,
     log_stream: Option<&'a str>,
     owner: Option<&'a str>,
@@ -134,8 +137,6 @@ struct JsonEvent<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     fields: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tags: Option<&'a BTreeMap<String, String>>,
 }
 
 /// Appends `msg` with LF written as `\n` and CR as `\r`.

@@ -245,7 +245,8 @@ pub struct SinkConfig {
     /// `udp`: largest datagram; longer events are truncated (and counted).
     #[serde(default = "default_max_datagram_bytes")]
     pub max_datagram_bytes: usize,
-    /// `relp`: most events sent and not yet acknowledged by the receiver.
+    /// `relp`: most events sent and not yet answered by the receiver (checked before
+    /// each batch, so one batch may go past it).
     #[serde(default = "default_relp_window")]
     pub relp_window: usize,
     /// `tls` settings.

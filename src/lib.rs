@@ -15,6 +15,8 @@
 //!   gunzip, the CloudWatch Logs envelope.
 //! - [`classify`]: VPC flow (default and custom formats), CloudTrail, other.
 //! - [`format`]: event bodies (`fsm`, `json`) and RFC 3339 timestamps.
+//! - [`sink`]: syslog headers and framing, delivery over TCP/TLS/UDP/RELP/stdout
+//!   with reconnects, a bounded queue and per-batch acknowledgements.
 
 pub mod checkpoint;
 pub mod classify;
@@ -24,3 +26,4 @@ pub mod config;
 pub mod decode;
 pub mod event;
 pub mod format;
+pub mod sink;

@@ -7,7 +7,9 @@
 
 pub mod timestamp;
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +47,7 @@ impl FromStr for BodyFormat {
 pub struct Formatter {
     format: BodyFormat,
     timestamps: TimestampWriter,
+    tags: Option<Arc<BTreeMap<String, String>>>,
 }
 
 impl Formatter {
@@ -53,7 +56,14 @@ impl Formatter {
         Formatter {
             format,
             timestamps: TimestampWriter::default(),
+            tags: None,
         }
+    }
+
+    /// Adds `tags` (e.g. a stream's tenant) to every JSON body as a `tags` object.
+    pub fn with_tags(mut self, tags: Arc<BTreeMap<String, String>>) -> Formatter {
+        self.tags = (!tags.is_empty()).then_some(tags);
+        self
     }
 
     /// The body format.
@@ -99,6 +109,7 @@ impl Formatter {
             timestamp: std::str::from_utf8(&ts).expect("ASCII"),
             class: c.class.as_str(),
             event_type: c.event_type,
+            tags: self.tags.as_deref(),
             log_group: event.origin.log_group.as_deref(),
             log_stream: event.origin.log_stream.as_deref(),
             owner: event.origin.owner.as_deref(),
@@ -116,6 +127,9 @@ struct JsonEvent<'a> {
     class: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     event_type: Option<&'static str>,
+    /// The stream's tags (tenant, organization), when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a BTreeMap<String, String>>,
     log_group: Option<&'a str>,
     log_stream: Option<&'a str>,
     owner: Option<&'a str>,

@@ -14,7 +14,14 @@
 //!   gunzip, the CloudWatch Logs envelope.
 //! - [`classify`]: VPC flow (default and custom formats), CloudTrail, other.
 //! - [`format`]: event bodies (`fsm`, `json`) and RFC 3339 timestamps.
+//! - [`aws`]: SDK configuration from the standard chain (per-stream region and
+//!   role), and SDK errors sorted into throttled / transient / fatal.
+//! - [`kinesis`]: typed Kinesis API calls (ListShards, GetShardIterator,
+//!   GetRecords, ...) and the shard descriptions they return.
+//! - [`lease`]: KCL 2.x-compatible shard leases in DynamoDB: the lease model, the
+//!   `LeaseStore` trait with DynamoDB and in-memory stores.
 
+pub mod aws;
 pub mod classify;
 pub mod cli;
 pub mod cmd;
@@ -22,3 +29,5 @@ pub mod config;
 pub mod decode;
 pub mod event;
 pub mod format;
+pub mod kinesis;
+pub mod lease;

@@ -16,6 +16,7 @@ pub use problems::{Problem, Problems};
 
 use crate::classify::VpcFlowConfig;
 use crate::decode::DecodeConfig;
+use crate::lease::LeaseConfig;
 
 /// Where commands look for the configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/kinesis-collector/kinesis-collector.toml";
@@ -27,6 +28,8 @@ pub struct Config {
     pub decode: DecodeConfig,
     /// `[vpc_flow]`: custom VPC flow log formats.
     pub vpc_flow: VpcFlowConfig,
+    /// `[lease]`: shard lease timing and limits.
+    pub lease: LeaseConfig,
 }
 
 /// A section of the configuration file: its key and its own checks.
@@ -85,6 +88,7 @@ impl Config {
         let config = Config {
             decode: section(&mut table, &mut problems),
             vpc_flow: section(&mut table, &mut problems),
+            lease: section(&mut table, &mut problems),
         };
         for key in table.keys() {
             problems.push(key, "unknown section");
@@ -168,7 +172,7 @@ mod tests {
             panic!("config/kinesis-collector.toml is invalid:\n{problems}");
         }
         let table: toml::Table = text.parse().unwrap();
-        for key in ["decode", "vpc_flow"] {
+        for key in ["decode", "vpc_flow", "lease"] {
             assert!(table.contains_key(key), "example config lacks [{key}]");
         }
     }

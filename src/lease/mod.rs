@@ -13,6 +13,7 @@
 //! Every write is an `UpdateItem` (or a `PutItem` that only creates), so attributes
 //! written by other tools, such as KCL 3.x's, are kept as they are.
 
+mod config;
 pub mod dynamodb;
 pub mod memory;
 pub mod schema;
@@ -21,6 +22,7 @@ use std::fmt;
 use std::future::Future;
 
 use crate::aws::AwsError;
+pub use config::LeaseConfig;
 
 /// One lease: a shard, its owner and its checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]

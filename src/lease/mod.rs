@@ -13,6 +13,7 @@
 //! Every write is an `UpdateItem` (or a `PutItem` that only creates), so attributes
 //! written by other tools, such as KCL 3.x's, are kept as they are.
 
+pub mod balance;
 mod config;
 pub mod dynamodb;
 pub mod memory;

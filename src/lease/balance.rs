@@ -98,10 +98,11 @@ pub fn plan_take(
     };
     let mut available = Vec::new();
     let mut load: BTreeMap<&str, Vec<&Lease>> = BTreeMap::new();
-    let mut balanced: usize = 0;
+    let (mut balanced, mut mine) = (0usize, 0usize);
     for lease in leases.iter().filter(|l| ready(l)) {
         balanced += 1;
         if held.contains(&lease.key) {
+            mine += 1;
             continue;
         }
         match lease.owner.as_deref() {
@@ -119,7 +120,6 @@ pub fn plan_take(
     };
     let target = cap(balanced.div_ceil(workers));
     let floor = cap(balanced / workers);
-    let mine = held.len();
     let needed = target.saturating_sub(mine);
     let mut plan = TakePlan {
         target,

@@ -9,12 +9,16 @@
 //!   lease can never move its checkpoint.
 //! - [`dynamodb::DynamoDbLeaseStore`] for real use, [`memory::MemoryLeaseStore`]
 //!   for tests of the coordinator; [`schema`] maps leases to DynamoDB items.
+//! - [`balance`]: which leases to take (pure logic); [`coordinator`]: the take and
+//!   renew loops and the single writer of each held lease.
+//! - [`LeaseConfig`]: the `[lease]` section.
 //!
 //! Every write is an `UpdateItem` (or a `PutItem` that only creates), so attributes
 //! written by other tools, such as KCL 3.x's, are kept as they are.
 
 pub mod balance;
 mod config;
+pub mod coordinator;
 pub mod dynamodb;
 pub mod memory;
 pub mod schema;

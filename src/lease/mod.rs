@@ -11,6 +11,8 @@
 //!   for tests of the coordinator; [`schema`] maps leases to DynamoDB items.
 //! - [`balance`]: which leases to take (pure logic); [`coordinator`]: the take and
 //!   renew loops and the single writer of each held lease.
+//! - [`shard_sync`]: leases made from the stream's shard list (children of a
+//!   split or merge start at TRIM_HORIZON); single- and multi-stream lease keys.
 //! - [`LeaseConfig`]: the `[lease]` section.
 //!
 //! Every write is an `UpdateItem` (or a `PutItem` that only creates), so attributes
@@ -22,6 +24,7 @@ pub mod coordinator;
 pub mod dynamodb;
 pub mod memory;
 pub mod schema;
+pub mod shard_sync;
 
 use std::fmt;
 use std::future::Future;

@@ -17,9 +17,10 @@
 //! - [`aws`]: SDK configuration from the standard chain (per-stream region and
 //!   role), and SDK errors sorted into throttled / transient / fatal.
 //! - [`kinesis`]: typed Kinesis API calls (ListShards, GetShardIterator,
-//!   GetRecords, ...) and the shard descriptions they return.
+//!   GetRecords, ...), the per-shard GetRecords reader.
 //! - [`lease`]: KCL 2.x-compatible shard leases in DynamoDB: the lease model, the
-//!   `LeaseStore` trait with DynamoDB and in-memory stores.
+//!   `LeaseStore` trait with DynamoDB and in-memory stores, balancing, the
+//!   coordinator (take / renew / checkpoint / release) and shard sync.
 
 pub mod aws;
 pub mod classify;

@@ -95,33 +95,42 @@ async fn table_is_created_once_and_checked() {
 }
 
 #[tokio::test]
-async fn two_workers_contend_exactly_one_wins() {
-    let (client, a) = new_store().await;
-    let b = DynamoDbLeaseStore::new(client.clone(), a.table());
-    for i in 0..5 {
+async fn workers_contend_exactly_one_wins() {
+    let (client, store) = new_store().await;
+    // Many rounds of four workers at once: an emulator whose conditional writes
+    // are not atomic (moto's own threaded server) fails this.
+    for i in 0..10 {
         let lease = Lease::new(format!("shardId-{i:012}"), Checkpoint::TrimHorizon);
-        assert!(a.create(&lease).await.unwrap());
+        assert!(store.create(&lease).await.unwrap());
         assert!(
-            !b.create(&lease).await.unwrap(),
+            !store.create(&lease).await.unwrap(),
             "a second create is a no-op"
         );
-        // Both saw the same free lease; both try to take it at once.
-        let (ra, rb) = tokio::join!(a.take(&lease, "worker-a"), b.take(&lease, "worker-b"));
-        let (winner, loser) = match (ra, rb) {
-            (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
-            (ra, rb) => panic!("exactly one take must win: {ra:?} / {rb:?}"),
-        };
+        // All saw the same free lease; all try to take it at once.
+        let mut takes = tokio::task::JoinSet::new();
+        for w in 0..4 {
+            let (store, lease) = (store.clone(), lease.clone());
+            takes.spawn(async move { store.take(&lease, &format!("worker-{w}")).await });
+        }
+        let results = takes.join_all().await;
+        let winners: Vec<&Lease> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "exactly one take must win: {results:?}");
+        let winner = winners[0];
         let owner = winner.owner.clone().unwrap();
-        assert_eq!(winner.counter, 1);
-        assert_eq!(winner.owner_switches_since_checkpoint, 0);
-        assert!(
-            matches!(&loser, LeaseError::Lost { reason, .. } if reason == &format!("held by {owner} (counter 1)")),
-            "{loser:?}"
+        assert_eq!(
+            (winner.counter, winner.owner_switches_since_checkpoint),
+            (1, 0)
         );
-        assert_eq!(a.get(&lease.key).await.unwrap(), Some(winner));
+        for loser in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(
+                matches!(loser, LeaseError::Lost { reason, .. } if reason == &format!("held by {owner} (counter 1)")),
+                "{loser:?}"
+            );
+        }
+        assert_eq!(store.get(&lease.key).await.unwrap().as_ref(), Some(winner));
     }
-    assert_eq!(a.list().await.unwrap().len(), 5);
-    aws::delete_table(&client, a.table()).await;
+    assert_eq!(store.list().await.unwrap().len(), 10);
+    aws::delete_table(&client, store.table()).await;
 }
 
 #[tokio::test]

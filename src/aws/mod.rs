@@ -9,6 +9,7 @@
 //! client (behavior version 2025-08-07 and later). A stream may name its own region
 //! and a role to assume (another account's stream).
 
+pub mod backoff;
 pub mod error;
 
 use std::time::Duration;

@@ -1,7 +1,9 @@
 //! Kinesis Data Streams: the typed API calls the readers and the shard sync make
-//! ([`api`]), and the stream and shard descriptions they pass around.
+//! ([`api`]), one shard's GetRecords reader ([`reader`], and its `[reader]`
+//! section), and the stream and shard descriptions they pass around.
 
 pub mod api;
+pub mod reader;
 
 use std::fmt;
 

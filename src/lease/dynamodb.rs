@@ -21,9 +21,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::memory::lost_reason;
 use super::schema::{self, n, s};
-use super::{Checkpoint, Lease, LeaseError, LeaseStore};
+use super::{lost_reason, Checkpoint, Lease, LeaseError, LeaseStore};
 use crate::aws::{AwsError, ErrorClass};
 
 /// How long [`LeaseStore::ensure_table`] waits for a new table to become ACTIVE

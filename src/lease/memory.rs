@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{Checkpoint, Lease, LeaseError, LeaseStore};
+use super::{lost_reason, Checkpoint, Lease, LeaseError, LeaseStore};
 use crate::aws::{AwsError, ErrorClass};
 
 /// Leases in a shared map; clones share it.
@@ -80,19 +80,6 @@ impl MemoryLeaseStore {
                 reason: lost_reason(current.as_deref()),
             }),
         }
-    }
-}
-
-/// What the table holds instead of the lease we expected.
-pub(crate) fn lost_reason(current: Option<&Lease>) -> String {
-    match current {
-        None => "it was deleted".into(),
-        Some(Lease {
-            owner: Some(owner),
-            counter,
-            ..
-        }) => format!("held by {owner} (counter {counter})"),
-        Some(Lease { counter, .. }) => format!("it is free (counter {counter})"),
     }
 }
 

@@ -271,6 +271,19 @@ pub trait LeaseStore: Send + Sync + 'static {
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), LeaseError>> + Send;
 }
 
+/// What the table holds instead of the lease we expected.
+fn lost_reason(current: Option<&Lease>) -> String {
+    match current {
+        None => "it was deleted".into(),
+        Some(Lease {
+            owner: Some(owner),
+            counter,
+            ..
+        }) => format!("held by {owner} (counter {counter})"),
+        Some(Lease { counter, .. }) => format!("it is free (counter {counter})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

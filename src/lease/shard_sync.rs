@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::time::SystemTime;
 
 use aws_sdk_kinesis::Client;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Checkpoint, Lease, LeaseError, LeaseStore};
 use crate::kinesis::api::{describe_stream_summary, list_shards, ApiError};
@@ -65,6 +65,28 @@ impl LeaseKeys {
                 lease.stream_name.as_deref() == Some(stream_identifier)
             }
         }
+    }
+
+    /// Leases of an earlier stream of the same account and name (deleted and
+    /// created again since): their checkpoints are not this stream's.
+    pub fn stale<'a>(&self, leases: &'a [Lease]) -> Vec<&'a Lease> {
+        let LeaseKeys::MultiStream { stream_identifier } = self else {
+            return Vec::new();
+        };
+        let Some((account_and_name, _epoch)) = stream_identifier.rsplit_once(':') else {
+            return Vec::new();
+        };
+        leases
+            .iter()
+            .filter(|l| {
+                l.stream_name.as_deref().is_some_and(|id| {
+                    id != stream_identifier
+                        && id
+                            .rsplit_once(':')
+                            .is_some_and(|(prefix, _)| prefix == account_and_name)
+                })
+            })
+            .collect()
     }
 
     fn new_lease(&self, shard: &ShardInfo, checkpoint: Checkpoint) -> Lease {
@@ -152,12 +174,17 @@ pub async fn sync_shards<S: LeaseStore>(
                 stream: stream.to_string(),
                 source,
             })?;
-    let existing: Vec<Lease> = store
-        .list()
-        .await?
-        .into_iter()
-        .filter(|l| keys.owns(l))
-        .collect();
+    let all = store.list().await?;
+    let stale = keys.stale(&all);
+    if let Some(old) = stale.first() {
+        warn!(
+            stream = %stream,
+            old_stream = old.stream_name.as_deref().unwrap_or_default(),
+            stale_leases = stale.len(),
+            "the stream was deleted and created again: its old leases are ignored and new ones start fresh; delete the old ones when done"
+        );
+    }
+    let existing: Vec<Lease> = all.into_iter().filter(|l| keys.owns(l)).collect();
     let mut created = Vec::new();
     for lease in new_leases(keys, &shards, &existing, initial) {
         if store.create(&lease).await? {

@@ -13,13 +13,17 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use common::aws;
-use kinesis_collector::lease::dynamodb::DynamoDbLeaseStore;
+use kinesis_collector::lease::dynamodb::{with_timeout, DynamoDbLeaseStore};
 use kinesis_collector::lease::{Checkpoint, Lease, LeaseError, LeaseStore};
 
 /// A store on a new table (created through the store itself).
 async fn new_store() -> (aws_sdk_dynamodb::Client, DynamoDbLeaseStore) {
     let client = aws::dynamodb().await;
-    let store = DynamoDbLeaseStore::new(client.clone(), aws::unique_name("leases"));
+    let store = DynamoDbLeaseStore::from_config(
+        &aws::config().await,
+        aws::unique_name("leases"),
+        &Default::default(),
+    );
     store.ensure_table().await.expect("create the lease table");
     (client, store)
 }
@@ -320,4 +324,38 @@ async fn kcl_2_lease_table_is_read_and_its_other_attributes_kept() {
         AttributeValue::N("7".into())
     );
     aws::delete_table(&client, store.table()).await;
+}
+
+#[tokio::test]
+async fn a_hung_table_cannot_hold_a_renewal_past_the_renew_interval() {
+    // A server that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let hung = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws::config().await)
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .build(),
+    );
+    let lease_config = kinesis_collector::lease::LeaseConfig {
+        failover: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let store = DynamoDbLeaseStore::new(with_timeout(&hung, lease_config.renew_interval()), "hung");
+    let mut lease = Lease::new("shardId-000000000000", Checkpoint::TrimHorizon);
+    lease.owner = Some("worker-a".into());
+    let started = std::time::Instant::now();
+    let err = store.renew(&lease).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(
+        took < lease_config.renew_interval() + std::time::Duration::from_millis(500),
+        "took {took:?}"
+    );
+    hold.abort();
 }

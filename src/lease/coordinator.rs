@@ -12,6 +12,7 @@
 //! lease's [`HeldLease::lost`] token is cancelled.
 
 use std::collections::{BTreeMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -386,6 +387,20 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         }
         released
     }
+}
+
+/// The default worker id: the host name and a short random suffix, so two
+/// processes on one host (or a restart before the old leases expired) are
+/// different workers.
+pub fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kinesis-collector".to_owned());
+    let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    format!("{host}-{:06x}", random & 0xff_ffff)
 }
 
 fn round_ms(d: Duration) -> Duration {

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::schema::{self, n, s};
-use super::{lost_reason, Checkpoint, Lease, LeaseError, LeaseStore};
+use super::{lost_reason, Checkpoint, Lease, LeaseConfig, LeaseError, LeaseStore};
 use crate::aws::{AwsError, ErrorClass};
 
 /// How long [`LeaseStore::ensure_table`] waits for a new table to become ACTIVE
@@ -49,13 +49,26 @@ impl DynamoDbLeaseStore {
     /// (see [`DynamoDbLeaseStore::create_table`]).
     ///
     /// Give `client` an operation timeout well below the renewal interval (see
-    /// [`client_with_timeout`]) so that a hung call cannot outlive a lease.
+    /// [`with_timeout`], or use [`DynamoDbLeaseStore::from_config`]) so that a hung
+    /// call cannot outlive a lease.
     pub fn new(client: Client, table: impl Into<String>) -> DynamoDbLeaseStore {
         DynamoDbLeaseStore {
             client,
             table: table.into(),
             create_table: true,
         }
+    }
+
+    /// The store for the `[lease]` settings: calls give up after the renew
+    /// interval, so a hung call never holds a lease's writes past its next renewal,
+    /// and the table is created when missing if `create_table`.
+    pub fn from_config(
+        config: &aws_config::SdkConfig,
+        table: impl Into<String>,
+        lease: &LeaseConfig,
+    ) -> DynamoDbLeaseStore {
+        let client = with_timeout(&Client::new(config), lease.renew_interval());
+        DynamoDbLeaseStore::new(client, table).create_table(lease.create_table)
     }
 
     /// Whether a missing table is created (`true`, the default) or an error
@@ -162,17 +175,20 @@ impl DynamoDbLeaseStore {
     }
 }
 
-/// A DynamoDB client from `config` whose calls (with the SDK's retries) give up
-/// after `timeout`: use about a third of the renewal interval for the lease store.
-pub fn client_with_timeout(config: &aws_config::SdkConfig, timeout: Duration) -> Client {
+/// `client` with its calls (the SDK's retries included) giving up after
+/// `timeout`.
+pub fn with_timeout(client: &Client, timeout: Duration) -> Client {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .operation_timeout(timeout)
         .build();
-    let conf = aws_sdk_dynamodb::config::Builder::from(config)
-        .timeout_config(timeouts)
-        .build();
-    Client::from_conf(conf)
+    Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .timeout_config(timeouts)
+            .build(),
+    )
 }
 
 fn lease_error<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> LeaseError

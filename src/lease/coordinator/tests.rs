@@ -292,3 +292,12 @@ async fn children_are_taken_as_soon_as_their_parent_ends() {
         children
     );
 }
+
+#[test]
+fn default_worker_ids_name_the_host_and_differ() {
+    let (a, b) = (default_worker_id(), default_worker_id());
+    assert_ne!(a, b);
+    let (host, suffix) = a.rsplit_once('-').unwrap();
+    assert!(!host.is_empty());
+    assert_eq!(suffix.len(), 6, "{a}");
+}

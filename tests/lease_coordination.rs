@@ -108,8 +108,10 @@ async fn two_coordinators_share_a_dynamodb_table() {
         );
         store.create(&lease).await.unwrap();
     }
+    // The short failover for tests; 1s thrashes when a loaded machine
+    // slows moto down past a third of it.
     let config = LeaseConfig {
-        failover: Duration::from_secs(1),
+        failover: Duration::from_secs(2),
         ..LeaseConfig::default()
     };
     let mut tasks = tokio::task::JoinSet::new();

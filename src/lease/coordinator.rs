@@ -205,18 +205,17 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
             };
             plan_take(worker, &held, &leases, &tracker, rules, now)
         };
-        let stolen_from = plan.steal.as_ref().and_then(|l| l.owner.clone());
-        for lease in plan.take.iter().chain(&plan.steal) {
+        let takes = plan.take.iter().map(|l| (l, false));
+        for (lease, steal) in takes.chain(plan.steal.iter().map(|l| (l, true))) {
             match self.inner.store.take(lease, worker).await {
                 Ok(taken) => {
-                    match (&lease.owner, &stolen_from) {
-                        (Some(owner), Some(victim)) if owner == victim && plan.steal.is_some() => {
-                            info!(worker, lease_key = %taken.key, from = %owner, target = plan.target, "stole lease to balance")
-                        }
-                        (Some(owner), _) if owner != worker => {
-                            info!(worker, lease_key = %taken.key, from = %owner, "took expired lease")
-                        }
-                        _ => info!(worker, lease_key = %taken.key, "took lease"),
+                    let from = lease.owner.as_deref().unwrap_or("");
+                    if steal {
+                        info!(worker, lease_key = %taken.key, from, target = plan.target, "stole lease to balance");
+                    } else if !from.is_empty() && from != worker {
+                        info!(worker, lease_key = %taken.key, from, "took expired lease");
+                    } else {
+                        info!(worker, lease_key = %taken.key, "took lease");
                     }
                     self.acquired(taken);
                 }

@@ -13,6 +13,8 @@
 //!   renew loops and the single writer of each held lease.
 //! - [`shard_sync`]: leases made from the stream's shard list (children of a
 //!   split or merge start at TRIM_HORIZON); single- and multi-stream lease keys.
+//! - [`watermark`]: a shard's checkpoint, the highest position acknowledged with
+//!   everything before it (pure).
 //! - [`LeaseConfig`]: the `[lease]` section.
 //!
 //! Every write is an `UpdateItem` (or a `PutItem` that only creates), so attributes
@@ -25,6 +27,7 @@ pub mod dynamodb;
 pub mod memory;
 pub mod schema;
 pub mod shard_sync;
+pub mod watermark;
 
 use std::fmt;
 use std::future::Future;

@@ -17,7 +17,15 @@
 //! - [`format`]: event bodies (`fsm`, `json`) and RFC 3339 timestamps.
 //! - [`sink`]: syslog headers and framing, delivery over TCP/TLS/UDP/RELP/stdout
 //!   with reconnects, a bounded queue and per-batch acknowledgements.
+//! - [`aws`]: SDK configuration from the standard chain (per-stream region and
+//!   role), and SDK errors sorted into throttled / transient / fatal.
+//! - [`kinesis`]: typed Kinesis API calls (ListShards, GetShardIterator,
+//!   GetRecords, ...), the per-shard GetRecords reader.
+//! - [`lease`]: KCL 2.x-compatible shard leases in DynamoDB: the lease model, the
+//!   `LeaseStore` trait with DynamoDB and in-memory stores, balancing, the
+//!   coordinator (take / renew / checkpoint / release) and shard sync.
 
+pub mod aws;
 pub mod checkpoint;
 pub mod classify;
 pub mod cli;
@@ -26,4 +34,6 @@ pub mod config;
 pub mod decode;
 pub mod event;
 pub mod format;
+pub mod kinesis;
+pub mod lease;
 pub mod sink;

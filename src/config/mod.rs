@@ -17,6 +17,8 @@ pub use problems::{Problem, Problems};
 use crate::classify::VpcFlowConfig;
 use crate::decode::DecodeConfig;
 use crate::sink::SinkConfig;
+use crate::kinesis::reader::ReaderConfig;
+use crate::lease::LeaseConfig;
 
 /// Where commands look for the configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/kinesis-collector/kinesis-collector.toml";
@@ -30,6 +32,10 @@ pub struct Config {
     pub vpc_flow: VpcFlowConfig,
     /// `[sink]`: where and how events are delivered.
     pub sink: SinkConfig,
+    /// `[lease]`: shard lease timing and limits.
+    pub lease: LeaseConfig,
+    /// `[reader]`: shard reader pacing and memory bounds.
+    pub reader: ReaderConfig,
 }
 
 /// A section of the configuration file: its key and its own checks.
@@ -89,6 +95,8 @@ impl Config {
             decode: section(&mut table, &mut problems),
             vpc_flow: section(&mut table, &mut problems),
             sink: section(&mut table, &mut problems),
+            lease: section(&mut table, &mut problems),
+            reader: section(&mut table, &mut problems),
         };
         for key in table.keys() {
             problems.push(key, "unknown section");
@@ -172,7 +180,7 @@ mod tests {
             panic!("config/kinesis-collector.toml is invalid:\n{problems}");
         }
         let table: toml::Table = text.parse().unwrap();
-        for key in ["decode", "vpc_flow", "sink"] {
+        for key in ["decode", "vpc_flow", "sink", "lease", "reader"] {
             assert!(table.contains_key(key), "example config lacks [{key}]");
         }
     }

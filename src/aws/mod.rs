@@ -1,0 +1,122 @@
+//! AWS access: the SDK configuration every client is built from, and the sorting of
+//! SDK errors into what the caller does next ([`error`]).
+//!
+//! Credentials, region and endpoints come from the standard chain (environment,
+//! shared config and credentials files with profiles, `credential_process`, SSO, web
+//! identity, ECS, IMDS), so operators configure the collector as any AWS tool, and
+//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` point it at local emulators with
+//! no code change. `HTTPS_PROXY` / `NO_PROXY` are honoured by the SDK's default HTTPS
+//! client (behavior version 2025-08-07 and later). A stream may name its own region
+//! and a role to assume (another account's stream).
+
+pub mod backoff;
+pub mod error;
+
+use std::time::Duration;
+
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+pub use error::{classify, AwsError, ErrorClass};
+
+/// Where and as whom to call AWS: one per stream and region.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsTarget {
+    /// Region; `None` takes the chain's (`AWS_REGION`, the profile's `region`, IMDS).
+    pub region: Option<String>,
+    /// Role to assume with the chain's credentials (STS AssumeRole), e.g. to read a
+    /// stream in another account.
+    pub role_arn: Option<String>,
+    /// External id the role's trust policy may require.
+    pub external_id: Option<String>,
+}
+
+/// Why an SDK configuration could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsConfigError {
+    /// Neither the target nor the standard chain names a region.
+    #[error(
+        "no AWS region: set `region` for the stream, or AWS_REGION, or `region` in the AWS profile"
+    )]
+    NoRegion,
+}
+
+/// Connect timeout for every AWS call. Lease calls have their own, shorter,
+/// operation timeouts (see the lease store).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound of one attempt of any AWS call (a GetRecords answer of 10 MB over a
+/// slow proxy stays well within it).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Loads the SDK configuration for `target` from the standard chain.
+///
+/// With `role_arn`, the chain's credentials assume the role (session name
+/// `session_name`, e.g. the worker id), refreshed before they expire.
+pub async fn sdk_config(
+    target: &AwsTarget,
+    session_name: &str,
+) -> Result<SdkConfig, AwsConfigError> {
+    let loader = || {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+        if let Some(region) = &target.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        loader
+    };
+    let base = loader().load().await;
+    if base.region().is_none() {
+        return Err(AwsConfigError::NoRegion);
+    }
+    let Some(role_arn) = &target.role_arn else {
+        return Ok(base);
+    };
+    let mut role = AssumeRoleProvider::builder(role_arn.clone())
+        .session_name(sanitize_session_name(session_name))
+        .configure(&base);
+    if let Some(id) = &target.external_id {
+        role = role.external_id(id.clone());
+    }
+    let role = role.build().await;
+    Ok(loader().credentials_provider(role).load().await)
+}
+
+/// An STS role session name: 2 to 64 characters of `[\w+=,.@-]`; anything else
+/// becomes `-`.
+fn sanitize_session_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    while out.len() < 2 {
+        out.push('-');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_fit_sts_rules() {
+        assert_eq!(
+            sanitize_session_name("host-1.example_a1b2"),
+            "host-1.example_a1b2"
+        );
+        assert_eq!(sanitize_session_name("host 1/é"), "host-1--");
+        assert_eq!(sanitize_session_name(""), "--");
+        assert_eq!(sanitize_session_name(&"x".repeat(100)).len(), 64);
+    }
+}

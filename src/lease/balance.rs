@@ -7,7 +7,9 @@
 //! live workers) (capped by `max_leases_per_worker`). With none left and a share
 //! not reached, one lease is stolen from the most loaded worker, only when that
 //! narrows the gap between the two and leaves the victim at or above the floor
-//! share (so leases never thrash back and forth).
+//! share (so leases never thrash back and forth). A worker in its first take
+//! interval that sees no other live worker takes only half of the free leases
+//! per round, so workers started together split them (see [`TakeRules::starting`]).
 //!
 //! Leases at SHARD_END need no reader and are not balanced; a child whose parent
 //! leases have not reached SHARD_END waits (a parent missing from the table, e.g.

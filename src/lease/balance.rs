@@ -7,7 +7,9 @@
 //! live workers) (capped by `max_leases_per_worker`). With none left and a share
 //! not reached, one lease is stolen from the most loaded worker, only when that
 //! narrows the gap between the two and leaves the victim at or above the floor
-//! share (so leases never thrash back and forth).
+//! share (so leases never thrash back and forth). A worker in its first take
+//! interval that sees no other live worker takes only half of the free leases
+//! per round, so workers started together split them (see [`TakeRules::starting`]).
 //!
 //! Leases at SHARD_END need no reader and are not balanced; a child whose parent
 //! leases have not reached SHARD_END waits (a parent missing from the table, e.g.
@@ -71,10 +73,13 @@ pub struct TakeRules {
     pub failover: Duration,
     /// Most leases per worker; 0 for no limit.
     pub max_leases_per_worker: usize,
-    /// Take at most half of the free leases: in the first round after a start, so
-    /// that workers started together split the leases instead of one racing
-    /// through all of them and the others then stealing one per round.
-    pub first_round: bool,
+    /// The worker started less than a take interval ago. While starting and seeing
+    /// no other live worker, it takes at most half of the free leases per round
+    /// (the next round follows soon): workers started together then split the
+    /// leases instead of one racing through all of them and the others stealing
+    /// one per take interval. Later, a lone worker takes all it needs at once
+    /// (failover after a crash, handover after a clean stop).
+    pub starting: bool,
 }
 
 /// Plans one take round of `worker`, which holds `held`, over `leases` (the whole
@@ -131,7 +136,7 @@ pub fn plan_take(
     if !available.is_empty() {
         shuffle(&mut available);
         let mut count = needed.min(available.len());
-        if rules.first_round {
+        if rules.starting && load.is_empty() {
             count = count.min(available.len().div_ceil(2));
         }
         plan.deferred = available.len().min(needed) - count;
@@ -182,7 +187,7 @@ mod tests {
         TakeRules {
             failover: FAILOVER,
             max_leases_per_worker: 0,
-            first_round: false,
+            starting: false,
         }
     }
 
@@ -208,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_worker_takes_every_free_lease_or_half_in_its_first_round() {
+    fn a_lone_worker_takes_every_free_lease_or_half_while_starting() {
         let leases = table(&[None; 8]);
         let p = plan("a", &leases, rules());
         assert_eq!(
@@ -219,11 +224,23 @@ mod tests {
             "a",
             &leases,
             TakeRules {
-                first_round: true,
+                starting: true,
                 ..rules()
             },
         );
         assert_eq!((p.take.len(), p.deferred), (4, 4));
+        // One left: taken.
+        let mut leases = table(&[Some("a"); 7]);
+        leases.push(lease("s7", None));
+        let p = plan(
+            "a",
+            &leases,
+            TakeRules {
+                starting: true,
+                ..rules()
+            },
+        );
+        assert_eq!(p.take.len(), 1);
     }
 
     #[test]
@@ -234,11 +251,15 @@ mod tests {
             "b",
             &table(&owners),
             TakeRules {
-                first_round: true,
+                starting: true,
                 ..rules()
             },
         );
-        assert_eq!((p.take.len(), p.target), (2, 4), "half in the first round");
+        assert_eq!(
+            (p.take.len(), p.target),
+            (4, 4),
+            "not alone: its share at once"
+        );
         let p = plan("b", &table(&owners), rules());
         assert_eq!((p.take.len(), p.target), (4, 4));
         assert!(p.take.iter().all(|l| l.owner.is_none()));

@@ -156,17 +156,18 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
     }
 
     /// The take loop: a round at once, then every take interval (after a renew
-    /// interval when free leases were left for later, or at once on
-    /// [`take_soon`](Self::take_soon)), until `cancel`. Returns an error only when
-    /// the table cannot be read for a reason retrying will not fix.
+    /// interval when free leases were left for later or another worker won a
+    /// lease, or at once on [`take_soon`](Self::take_soon)), until `cancel`.
+    /// Returns an error only when the table cannot be read for a reason retrying
+    /// will not fix.
     pub async fn run_taker(&self, cancel: CancellationToken) -> Result<(), LeaseError> {
-        let mut first_round = true;
+        let started = Instant::now();
         loop {
             if cancel.is_cancelled() {
                 return Ok(());
             }
-            let more_soon = self.take_round(first_round).await?;
-            first_round = false;
+            let starting = started.elapsed() < self.inner.config.take_interval();
+            let more_soon = self.take_round(starting).await?;
             let wait = if more_soon {
                 self.inner.config.renew_interval()
             } else {
@@ -181,9 +182,11 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         }
     }
 
-    /// One take round; returns whether free leases were left for a sooner round.
-    /// Transient failures end the round (the next one retries).
-    pub async fn take_round(&self, first_round: bool) -> Result<bool, LeaseError> {
+    /// One take round (`starting`: see [`TakeRules::starting`]); returns whether
+    /// another round should follow soon (free leases were left for later, or
+    /// another worker won one: workers are starting together). Transient failures
+    /// end the round (the next one retries).
+    pub async fn take_round(&self, starting: bool) -> Result<bool, LeaseError> {
         let worker = self.worker_id();
         let leases = match self.inner.store.list().await {
             Ok(leases) => leases,
@@ -201,10 +204,11 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
             let rules = TakeRules {
                 failover: self.inner.config.failover,
                 max_leases_per_worker: self.inner.config.max_leases_per_worker,
-                first_round,
+                starting,
             };
             plan_take(worker, &held, &leases, &tracker, rules, now)
         };
+        let mut contended = false;
         let takes = plan.take.iter().map(|l| (l, false));
         for (lease, steal) in takes.chain(plan.steal.iter().map(|l| (l, true))) {
             match self.inner.store.take(lease, worker).await {
@@ -221,6 +225,7 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
                 }
                 Err(LeaseError::Lost { key, reason }) => {
                     debug!(worker, lease_key = %key, reason, "another worker took the lease first");
+                    contended = true;
                 }
                 Err(err) if err.is_transient() => {
                     warn!(worker, lease_key = %lease.key, error = %err, "taking lease failed; next take round retries");
@@ -229,7 +234,7 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
                 Err(err) => return Err(err),
             }
         }
-        Ok(plan.deferred > 0)
+        Ok(plan.deferred > 0 || contended)
     }
 
     fn acquired(&self, lease: Lease) {

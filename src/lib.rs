@@ -17,6 +17,7 @@
 //! - [`format`]: event bodies (`fsm`, `json`) and RFC 3339 timestamps.
 //! - [`sink`]: syslog headers and framing, delivery over TCP/TLS/UDP/RELP/stdout
 //!   with reconnects, a bounded queue and per-batch acknowledgements.
+//! - [`telemetry`]: the counters and gauges the pipeline keeps, read by the exporters.
 //! - [`aws`]: SDK configuration from the standard chain (per-stream region and
 //!   role), and SDK errors sorted into throttled / transient / fatal.
 //! - [`kinesis`]: typed Kinesis API calls (ListShards, GetShardIterator,
@@ -37,3 +38,4 @@ pub mod format;
 pub mod kinesis;
 pub mod lease;
 pub mod sink;
+pub mod telemetry;

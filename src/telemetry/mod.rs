@@ -1,0 +1,142 @@
+//! Telemetry: the figures the collector keeps about itself, shared by the pipeline
+//! (which counts) and the exporters (Prometheus, CloudWatch, `once`, `status`),
+//! which read them.
+//!
+//! Counting is lock-free on the hot path: each shard reader holds an
+//! `Arc<ShardMetrics>` and bumps atomics; the registry's lock is taken only when a
+//! shard is added or an exporter takes a snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::event::Class;
+
+/// Identifies a shard across streams and regions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardKey {
+    /// Stream name (not ARN).
+    pub stream: String,
+    /// AWS region of the stream.
+    pub region: String,
+    /// Shard id, e.g. `shardId-000000000000`.
+    pub shard_id: String,
+}
+
+/// Counters and gauges of one shard reader. Counters only grow.
+#[derive(Debug, Default)]
+pub struct ShardMetrics {
+    /// Kinesis records read (KCL: RecordsProcessed).
+    pub records: AtomicU64,
+    /// Bytes of record data read (KCL: DataBytesProcessed).
+    pub data_bytes: AtomicU64,
+    /// Events handed to the sink, per class ([`Class::index`]).
+    pub events: [AtomicU64; 3],
+    /// CloudWatch Logs control messages dropped.
+    pub control_messages: AtomicU64,
+    /// Records (or KPL sub-records) that failed to decode and were set aside.
+    pub decode_errors: AtomicU64,
+    /// Lines in a log group with a custom VPC format that did not fit it.
+    pub vpc_format_misfits: AtomicU64,
+    /// GetRecords answers that said the iterator had expired.
+    pub expired_iterators: AtomicU64,
+    /// GetRecords calls throttled (ProvisionedThroughputExceeded).
+    pub throttles: AtomicU64,
+    /// Last MillisBehindLatest seen (-1 before the first answer).
+    pub millis_behind_latest: AtomicI64,
+    /// Unix time in ms of the last checkpoint written (0: none yet).
+    pub last_checkpoint_ms: AtomicI64,
+}
+
+impl ShardMetrics {
+    /// Fresh metrics with no MillisBehindLatest seen yet.
+    pub fn new() -> ShardMetrics {
+        let m = ShardMetrics::default();
+        m.millis_behind_latest.store(-1, Ordering::Relaxed);
+        m
+    }
+
+    /// Counts one forwarded event of `class`.
+    pub fn event(&self, class: Class) {
+        self.events[class.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Process-wide lease figures (KCL: CurrentLeases, TakenLeases, LostLeases).
+#[derive(Debug, Default)]
+pub struct LeaseMetrics {
+    /// Leases held now.
+    pub current: AtomicI64,
+    /// Leases taken (free, expired or stolen) since start.
+    pub taken: AtomicU64,
+    /// Leases lost to another worker since start.
+    pub lost: AtomicU64,
+    /// Unix time in ms of the last successful lease table call (0: none yet).
+    pub last_table_success_ms: AtomicI64,
+}
+
+/// The registry every component shares (cheap to clone).
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    shards: Arc<Mutex<BTreeMap<ShardKey, Arc<ShardMetrics>>>>,
+    /// Lease figures.
+    pub leases: Arc<LeaseMetrics>,
+}
+
+impl Telemetry {
+    /// An empty registry.
+    pub fn new() -> Telemetry {
+        Telemetry::default()
+    }
+
+    /// The metrics of `key`, created on first use (a reader calls this once at start;
+    /// a shard taken again keeps its counters).
+    pub fn shard(&self, key: ShardKey) -> Arc<ShardMetrics> {
+        let mut shards = self.shards.lock().expect("telemetry lock poisoned");
+        Arc::clone(
+            shards
+                .entry(key)
+                .or_insert_with(|| Arc::new(ShardMetrics::new())),
+        )
+    }
+
+    /// Every shard seen so far with its metrics, in key order.
+    pub fn shards(&self) -> Vec<(ShardKey, Arc<ShardMetrics>)> {
+        let shards = self.shards.lock().expect("telemetry lock poisoned");
+        shards
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_share_their_counters_through_the_registry() {
+        let t = Telemetry::new();
+        let key = ShardKey {
+            stream: "s".into(),
+            region: "us-east-1".into(),
+            shard_id: "shardId-0".into(),
+        };
+        let a = t.shard(key.clone());
+        a.event(Class::CloudTrail);
+        ShardMetrics::add(&a.records, 3);
+        let b = t.clone().shard(key);
+        assert_eq!(
+            b.events[Class::CloudTrail.index()].load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(b.records.load(Ordering::Relaxed), 3);
+        assert_eq!(b.millis_behind_latest.load(Ordering::Relaxed), -1);
+        assert_eq!(t.shards().len(), 1);
+    }
+}

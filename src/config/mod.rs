@@ -16,9 +16,9 @@ pub use problems::{Problem, Problems};
 
 use crate::classify::VpcFlowConfig;
 use crate::decode::DecodeConfig;
-use crate::sink::SinkConfig;
 use crate::kinesis::reader::ReaderConfig;
 use crate::lease::LeaseConfig;
+use crate::sink::SinkConfig;
 
 /// Where commands look for the configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/kinesis-collector/kinesis-collector.toml";

@@ -5,7 +5,6 @@
 //! The library does the work; `src/main.rs` is a thin binary around [`cli`].
 //!
 //! # Layout
-//! - [`checkpoint`]: acknowledged positions → the contiguous watermark to checkpoint.
 //! - [`cli`]: command-line flags and subcommands (clap), dispatch to [`cmd`].
 //! - [`cmd`]: one module per subcommand (`decode`, `check-config`).
 //! - [`config`]: the TOML file, read into sections and validated with every problem
@@ -27,7 +26,6 @@
 //!   coordinator (take / renew / checkpoint / release) and shard sync.
 
 pub mod aws;
-pub mod checkpoint;
 pub mod classify;
 pub mod cli;
 pub mod cmd;

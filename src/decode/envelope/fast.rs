@@ -4,7 +4,7 @@
 //!
 //! It answers `None` at the first byte it was not written for (whitespace, another
 //! key order, a numeric `id`, a float, `null`, a nested value, a duplicate key, a
-//! control character, a string sonic-rs will not unescape, trailing bytes) and the
+//! control character, a bad escape or lone surrogate, trailing bytes) and the
 //! caller then parses the whole payload with sonic-rs, so what it accepts it must
 //! decode exactly as sonic-rs does: `tests` compares the two on generated
 //! envelopes and `fuzz/fuzz_targets/envelope_fast_path.rs` on arbitrary ones.
@@ -136,23 +136,56 @@ impl<'a> Parser<'a> {
         Some(s.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
     }
 
-    /// A string value; borrowed unless it holds escapes, which sonic-rs undoes.
+    /// A string value; borrowed unless it holds escapes.
     fn string(&mut self) -> Option<Cow<'a, str>> {
-        let start = self.pos;
         self.eat(b'"')?;
-        let end = special(&self.bytes()[self.pos..]) + self.pos;
+        let start = self.pos;
+        let end = special(&self.bytes()[start..]) + start;
         match self.bytes().get(end)? {
             b'"' => {
                 self.pos = end + 1;
-                Some(Cow::Borrowed(self.text.get(start + 1..end)?))
+                Some(Cow::Borrowed(self.text.get(start..end)?))
             }
-            b'\\' => {
-                self.pos = end;
-                self.skip_escaped_rest()?;
-                let quoted = self.text.get(start..self.pos)?;
-                sonic_rs::from_str::<String>(quoted).ok().map(Cow::Owned)
-            }
+            b'\\' => self.unescape(start, end).map(Cow::Owned),
             _ => None, // a control character
+        }
+    }
+
+    /// The rest of a string whose content starts at `start` and holds a backslash
+    /// at `at`, unescaped. `None` for a bad escape and for a UTF-16 surrogate that
+    /// is not half of a pair (sonic-rs decides what those mean).
+    fn unescape(&mut self, start: usize, mut at: usize) -> Option<String> {
+        let (text, bytes) = (self.text, self.bytes());
+        // CloudTrail records (JSON in a JSON string) are most of what has escapes.
+        let mut out = String::with_capacity(256);
+        let mut run = start;
+        loop {
+            // `bytes[at]` is a backslash; `run..at` is plain text.
+            out.push_str(text.get(run..at)?);
+            let (c, len) = match *bytes.get(at + 1)? {
+                b'"' => ('"', 2),
+                b'\\' => ('\\', 2),
+                b'/' => ('/', 2),
+                b'b' => ('\u{8}', 2),
+                b'f' => ('\u{c}', 2),
+                b'n' => ('\n', 2),
+                b'r' => ('\r', 2),
+                b't' => ('\t', 2),
+                b'u' => unicode_escape(bytes.get(at..)?)?,
+                _ => return None,
+            };
+            out.push(c);
+            run = at + len;
+            at = special(bytes.get(run..)?) + run;
+            match bytes.get(at)? {
+                b'"' => {
+                    out.push_str(text.get(run..at)?);
+                    self.pos = at + 1;
+                    return Some(out);
+                }
+                b'\\' => {}
+                _ => return None,
+            }
         }
     }
 
@@ -161,24 +194,6 @@ impl<'a> Parser<'a> {
         match self.string()? {
             Cow::Borrowed(s) => Some(s),
             Cow::Owned(_) => None,
-        }
-    }
-
-    /// Moves past the closing quote of a string, from a backslash inside it.
-    fn skip_escaped_rest(&mut self) -> Option<()> {
-        loop {
-            // At a backslash: it and the byte it escapes.
-            self.pos += 2;
-            let rest = self.bytes().get(self.pos..)?;
-            let at = special(rest) + self.pos;
-            match self.bytes().get(at)? {
-                b'"' => {
-                    self.pos = at + 1;
-                    return Some(());
-                }
-                b'\\' => self.pos = at,
-                _ => return None,
-            }
         }
     }
 
@@ -204,6 +219,36 @@ impl<'a> Parser<'a> {
                 _ => return None,
             }
         }
+    }
+}
+
+/// The character of the `\uXXXX` escape (or surrogate pair of two) `s` starts
+/// with, and the escape's length; `None` for a lone surrogate or bad hex.
+fn unicode_escape(s: &[u8]) -> Option<(char, usize)> {
+    let hex = |at: usize| -> Option<u32> {
+        let digits = s.get(at..at + 4)?;
+        // Four hex digits exactly (from_str_radix alone would take a sign).
+        digits.iter().all(u8::is_ascii_hexdigit).then(|| {
+            digits
+                .iter()
+                .fold(0, |n, d| n * 16 + char::from(*d).to_digit(16).unwrap_or(0))
+        })
+    };
+    let high = hex(2)?;
+    match high {
+        0xd800..=0xdbff => {
+            if s.get(6..8)? != b"\\u" {
+                return None;
+            }
+            let low = hex(8)?;
+            if !(0xdc00..=0xdfff).contains(&low) {
+                return None;
+            }
+            let c = 0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00);
+            Some((char::from_u32(c)?, 12))
+        }
+        0xdc00..=0xdfff => None,
+        _ => Some((char::from_u32(high)?, 6)),
     }
 }
 
@@ -312,6 +357,21 @@ mod tests {
                 assert_eq!(special(&s), want, "{b:#x} at {at}");
                 assert_eq!(special_swar(&s), want, "{b:#x} at {at}");
             }
+        }
+    }
+
+    #[test]
+    fn unescapes_as_sonic_does() {
+        for escaped in [
+            r#"\"\\\/\b\f\n\r\t"#,
+            r#"a\u00e9\u00E9\u6f22b"#,
+            r#"\ud83d\ude00\uD83D\uDE00"#,
+            r#"{\"eventVersion\":\"1.08\",\"x\":[\"\\\"\"]}"#,
+            r#"\u0000\u001f"#,
+        ] {
+            let text = format!(r#"{{"owner":"{escaped}"}}"#);
+            let fast = parse(&text).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(Some(fast), parse_generic(&text).ok(), "{text}");
         }
     }
 

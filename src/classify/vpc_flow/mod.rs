@@ -208,7 +208,8 @@ fn event_type(action: Option<&str>, log_status: Option<&str>) -> &'static str {
 ///
 /// One pass, left to right, each value checked as it is split off: this runs for
 /// every event of every log group without a configured format, and fusing the
-/// split and the checks (digits eight at a time) halved its cost (docs/BENCHMARKS.md).
+/// split and the checks (digits eight at a time) cut its cost by about 40%
+/// (docs/BENCHMARKS.md, `## Decode`).
 pub fn detect_default(line: &str) -> Option<&'static str> {
     // Cheap reject for everything that is not a version 2 record (JSON, text).
     let rest = line.as_bytes().strip_prefix(b"2 ")?;

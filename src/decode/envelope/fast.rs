@@ -25,7 +25,11 @@ use super::{Envelope, LogEvent};
 /// Parses `text` if it has exactly the shape CloudWatch Logs writes; `None` for
 /// anything else (which may still be a valid envelope).
 pub fn parse(text: &str) -> Option<Envelope<'_>> {
-    let mut p = Parser { text, pos: 0 };
+    let mut p = Parser {
+        text,
+        pos: 0,
+        scratch: String::new(),
+    };
     let mut env = Envelope {
         message_type: None,
         owner: None,
@@ -65,6 +69,9 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 struct Parser<'a> {
     text: &'a str,
     pos: usize,
+    /// Where strings are unescaped before being copied out at their exact size
+    /// (growing a fresh `String` per message cost a copy per doubling).
+    scratch: String,
 }
 
 impl<'a> Parser<'a> {
@@ -163,7 +170,8 @@ impl<'a> Parser<'a> {
         // CloudTrail records (JSON in a JSON string) are most of what has escapes,
         // one every few bytes: each 16-byte mask is used for every escape it holds
         // rather than scanning again after each one.
-        let mut out = String::with_capacity(256);
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
         // `run..` is plain text not yet copied; nothing before `scan` is unhandled.
         let (mut run, mut scan) = (start, at);
         loop {
@@ -191,7 +199,9 @@ impl<'a> Parser<'a> {
                 let (c, len) = match bytes[at] {
                     b'"' => {
                         self.pos = at + 1;
-                        return Some(out);
+                        let unescaped = out.as_str().to_owned();
+                        self.scratch = out;
+                        return Some(unescaped);
                     }
                     b'\\' => match *bytes.get(at + 1)? {
                         b'"' => ('"', 2),

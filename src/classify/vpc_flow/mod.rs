@@ -236,7 +236,8 @@ pub fn detect_default(line: &str) -> Option<&'static str> {
     }
     let rest = digits_value(rest)?; // start
     let rest = digits_value(rest)?; // end
-                                    // What is left is exactly `action log-status`.
+
+    // What is left is exactly `action log-status`.
     Some(match rest {
         b"ACCEPT OK" => ACCEPT,
         b"REJECT OK" => REJECT,

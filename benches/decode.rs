@@ -74,21 +74,43 @@ fn vpc_payload(rng: &mut Rng, events: usize, t0: u64) -> String {
                 if rng.below(10) == 0 { "REJECT" } else { "ACCEPT" },
             )
             };
-        log_events.push(serde_json::json!({
-            "id": format!("{}", id_base + i as u128 * 1_000_000_000_000),
-            "timestamp": start * 1000 + rng.below(1000),
-            "message": message,
-        }));
+        log_events.push(LogEvent {
+            id: format!("{}", id_base + i as u128 * 1_000_000_000_000),
+            timestamp: start * 1000 + rng.below(1000),
+            message,
+        });
     }
-    serde_json::json!({
-        "messageType": "DATA_MESSAGE",
-        "owner": "311111777194",
-        "logGroup": "vpc-flow-logs",
-        "logStream": format!("{eni}-all"),
-        "subscriptionFilters": ["fortisiem"],
-        "logEvents": log_events,
-    })
-    .to_string()
+    envelope("vpc-flow-logs", &format!("{eni}-all"), &log_events)
+}
+
+/// One element of `logEvents`.
+struct LogEvent {
+    id: String,
+    timestamp: u64,
+    message: String,
+}
+
+/// The payload as CloudWatch Logs writes it: compact JSON, keys in AWS's order
+/// (`serde_json::json!` would sort them).
+fn envelope(log_group: &str, log_stream: &str, events: &[LogEvent]) -> String {
+    let s = |v: &str| serde_json::to_string(v).unwrap();
+    let events: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                r#"{{"id":{},"timestamp":{},"message":{}}}"#,
+                s(&e.id),
+                e.timestamp,
+                s(&e.message)
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"messageType":"DATA_MESSAGE","owner":"311111777194","logGroup":{},"logStream":{},"subscriptionFilters":["fortisiem"],"logEvents":[{}]}}"#,
+        s(log_group),
+        s(log_stream),
+        events.join(",")
+    )
 }
 
 fn cloudtrail_payload(rng: &mut Rng, events: usize, t0: u64) -> String {
@@ -133,21 +155,17 @@ fn cloudtrail_payload(rng: &mut Rng, events: usize, t0: u64) -> String {
             "eventCategory": "Data",
             "tlsDetails": {"tlsVersion": "TLSv1.2", "cipherSuite": "ECDHE-RSA-AES128-GCM-SHA256", "clientProvidedHostHeader": "s3.amazonaws.com"}
         });
-        log_events.push(serde_json::json!({
-            "id": format!("3{:055}", rng.next() as u128 * 1_000_000 + i as u128),
-            "timestamp": t0 * 1000 + i as u64 * 7,
-            "message": record.to_string(),
-        }));
+        log_events.push(LogEvent {
+            id: format!("3{:055}", rng.next() as u128 * 1_000_000 + i as u128),
+            timestamp: t0 * 1000 + i as u64 * 7,
+            message: record.to_string(),
+        });
     }
-    serde_json::json!({
-        "messageType": "DATA_MESSAGE",
-        "owner": "311111777194",
-        "logGroup": "aws-cloudtrail-logs-311111777194",
-        "logStream": "311111777194_CloudTrail_us-east-1",
-        "subscriptionFilters": ["fortisiem"],
-        "logEvents": log_events,
-    })
-    .to_string()
+    envelope(
+        "aws-cloudtrail-logs-311111777194",
+        "311111777194_CloudTrail_us-east-1",
+        &log_events,
+    )
 }
 
 fn gzip(text: &str) -> Vec<u8> {

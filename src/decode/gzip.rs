@@ -5,8 +5,18 @@
 //! ISIZE but never beyond the cap, so a record that claims to inflate to gigabytes
 //! costs at most `cap` bytes. Input libdeflate rejects is run through flate2 once
 //! more, which accepts multi-member files and names what is wrong with the rest.
+//!
+//! libdeflate is called through libdeflate-sys for `libdeflate_gzip_decompress_ex`,
+//! which reports how much input the first gzip member took: that tells a whole
+//! single-member record (the CloudWatch Logs case) from one with more members or
+//! trailing bytes without a second pass over the output to recompute its CRC-32
+//! (libdeflate checks the member's own CRC). That pass was 2-3% of the pipeline's
+//! time (docs/BENCHMARKS.md).
 
 use std::io::Read;
+use std::ptr::NonNull;
+
+use libdeflate_sys as sys;
 
 /// The two bytes every gzip member starts with.
 pub const MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -29,9 +39,70 @@ pub enum GzipError {
 /// its buffer for the life of the shard.
 const RETAIN_BYTES: usize = 4 << 20;
 
+/// libdeflate's decompressor state (about 32 KiB of tables).
+struct Inflater(NonNull<sys::libdeflate_decompressor>);
+
+// SAFETY: a libdeflate decompressor is plain heap memory with no thread affinity;
+// it is only used through `&mut self`, so never by two threads at once.
+unsafe impl Send for Inflater {}
+// SAFETY: no method takes `&self`.
+unsafe impl Sync for Inflater {}
+
+/// What one gzip member inflated to.
+enum Inflated {
+    /// `output` bytes written from the first `input` bytes of the input.
+    Done { input: usize, output: usize },
+    /// The output did not fit.
+    NoSpace,
+    /// Not a valid gzip member.
+    BadData,
+}
+
+impl Inflater {
+    fn new() -> Inflater {
+        // SAFETY: no preconditions; NULL (out of memory) is checked.
+        let p = unsafe { sys::libdeflate_alloc_decompressor() };
+        Inflater(NonNull::new(p).expect("libdeflate_alloc_decompressor: out of memory"))
+    }
+
+    /// Inflates the first gzip member of `input` into `out`.
+    fn gzip(&mut self, input: &[u8], out: &mut [u8]) -> Inflated {
+        let (mut used, mut written) = (0usize, 0usize);
+        // SAFETY: the decompressor is live and exclusively ours; the pointers and
+        // lengths come from valid slices; libdeflate writes at most `out.len()`
+        // bytes and the two counts.
+        let result = unsafe {
+            sys::libdeflate_gzip_decompress_ex(
+                self.0.as_ptr(),
+                input.as_ptr().cast(),
+                input.len(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+                &mut used,
+                &mut written,
+            )
+        };
+        match result {
+            sys::libdeflate_result_LIBDEFLATE_SUCCESS => Inflated::Done {
+                input: used,
+                output: written,
+            },
+            sys::libdeflate_result_LIBDEFLATE_INSUFFICIENT_SPACE => Inflated::NoSpace,
+            _ => Inflated::BadData,
+        }
+    }
+}
+
+impl Drop for Inflater {
+    fn drop(&mut self) {
+        // SAFETY: allocated by libdeflate_alloc_decompressor, freed once.
+        unsafe { sys::libdeflate_free_decompressor(self.0.as_ptr()) }
+    }
+}
+
 /// A gunzip decoder with a reused output buffer.
 pub struct Gunzip {
-    inflater: libdeflater::Decompressor,
+    inflater: Inflater,
     buf: Vec<u8>,
     cap: usize,
 }
@@ -46,7 +117,7 @@ impl Gunzip {
     /// A decoder whose output never exceeds `cap` bytes.
     pub fn new(cap: usize) -> Gunzip {
         Gunzip {
-            inflater: libdeflater::Decompressor::new(),
+            inflater: Inflater::new(),
             buf: Vec::new(),
             cap,
         }
@@ -63,19 +134,20 @@ impl Gunzip {
                 self.buf.resize(want, 0);
             }
             let avail = self.buf.len().min(self.cap);
-            match self.inflater.gzip_decompress(data, &mut self.buf[..avail]) {
-                // libdeflate stops after the first member without looking at what
-                // follows; the input's last trailer must describe this output, or
-                // there is more (another member, or garbage) for the slow path.
-                Ok(n) if ends_with_trailer_of(data, &self.buf[..n]) => return Ok(&self.buf[..n]),
-                Ok(_) => return self.gunzip_slow(data),
-                Err(libdeflater::DecompressionError::InsufficientSpace) => {
+            match self.inflater.gzip(data, &mut self.buf[..avail]) {
+                // libdeflate stops after the first member; if it did not take the
+                // whole input, there is more (another member, or garbage) for the
+                // slow path.
+                Inflated::Done { input, output } if input == data.len() => {
+                    return Ok(&self.buf[..output])
+                }
+                Inflated::Done { .. } | Inflated::BadData => return self.gunzip_slow(data),
+                Inflated::NoSpace => {
                     if avail >= self.cap {
                         return Err(GzipError::TooLarge { cap: self.cap });
                     }
                     want = avail.saturating_mul(2).min(self.cap);
                 }
-                Err(libdeflater::DecompressionError::BadData) => return self.gunzip_slow(data),
             }
         }
     }
@@ -102,16 +174,6 @@ impl Gunzip {
             }
         }
     }
-}
-
-/// True when the last 8 bytes of `data` are the gzip trailer (CRC-32, ISIZE) of `out`.
-fn ends_with_trailer_of(data: &[u8], out: &[u8]) -> bool {
-    let Some(at) = data.len().checked_sub(8) else {
-        return false;
-    };
-    let crc = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"));
-    let isize = u32::from_le_bytes(data[at + 4..].try_into().expect("4 bytes"));
-    isize == out.len() as u32 && crc == libdeflater::crc32(out)
 }
 
 /// The uncompressed size the gzip trailer claims (modulo 2^32; a hint only).
@@ -174,6 +236,21 @@ mod tests {
         bad[12] ^= 0xff;
         bad[13] ^= 0xff;
         assert!(matches!(g.gunzip(&bad), Err(GzipError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_wrong_crc_or_size_in_the_trailer_is_corrupt() {
+        let data = gz(b"payload");
+        let n = data.len();
+        for at in [n - 8, n - 1] {
+            let mut bad = data.clone();
+            bad[at] ^= 1;
+            let mut g = Gunzip::new(1 << 20);
+            assert!(
+                matches!(g.gunzip(&bad), Err(GzipError::Corrupt(_))),
+                "byte {at}"
+            );
+        }
     }
 
     #[test]

@@ -197,6 +197,36 @@ pub(crate) async fn nothing_left(ctx: &TaskContext, queue: &Queue) {
     }
 }
 
+/// After a session failed: requeue every unacknowledged batch, move on to the next
+/// address, log once and wait out the backoff. False when the sink should stop
+/// instead (cancelled, or closing with nothing left to deliver).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn after_failure(
+    ctx: &TaskContext,
+    queue: &mut Queue,
+    backoff: &mut Backoff,
+    rotation: &mut Rotation,
+    index: usize,
+    label: &str,
+    reason: String,
+    progressed: bool,
+) -> bool {
+    let resent = queue.restart();
+    rotation.failed(index, ctx.config.addresses.len());
+    if progressed {
+        backoff.reset();
+    }
+    let wait = backoff.next_wait();
+    warn!(peer = %label, transport = ?ctx.config.transport, error = %reason, resend_batches = resent, retry_in = ?wait, "sink connection lost");
+    ctx.status
+        .disconnected_by_error(format!("{label}: {reason}"), resent);
+    tokio::select! {
+        _ = ctx.stop.stopped() => false,
+        _ = nothing_left(ctx, queue) => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

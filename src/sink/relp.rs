@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::warn;
 
-use super::connect::{connect, nothing_left, Backoff, Rotation};
+use super::connect::{after_failure, connect, Backoff, Rotation};
 use super::queue::Queue;
 use super::stream::plain_split;
 use super::TaskContext;
@@ -186,19 +186,19 @@ pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
         match run_session(ctx, queue, session).await {
             End::Stopped | End::Drained => return,
             End::Failed { reason, progressed } => {
-                let resent = queue.restart();
-                rotation.failed(index, ctx.config.addresses.len());
-                if progressed {
-                    backoff.reset();
-                }
-                let wait = backoff.next_wait();
-                ctx.status
-                    .disconnected_by_error(format!("{label}: {reason}"), resent);
-                warn!(peer = %label, error = %reason, resend_batches = resent, retry_in = ?wait, "sink relp session lost");
-                tokio::select! {
-                    _ = ctx.stop.stopped() => return,
-                    _ = nothing_left(ctx, queue) => return,
-                    _ = tokio::time::sleep(wait) => {}
+                let go_on = after_failure(
+                    ctx,
+                    queue,
+                    &mut backoff,
+                    &mut rotation,
+                    index,
+                    &label,
+                    reason,
+                    progressed,
+                )
+                .await;
+                if !go_on {
+                    return;
                 }
             }
         }

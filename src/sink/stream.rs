@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::warn;
 
 use super::config::Transport;
-use super::connect::{connect, nothing_left, Backoff, Connected, Rotation};
+use super::connect::{after_failure, connect, Backoff, Connected, Rotation};
 use super::queue::Queue;
 use super::{outq, tls, TaskContext};
 
@@ -98,19 +98,19 @@ pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
         match session(ctx, queue, conn).await {
             End::Stopped | End::Drained => return,
             End::Failed { reason, progressed } => {
-                let resent = queue.restart();
-                rotation.failed(index, ctx.config.addresses.len());
-                if progressed {
-                    backoff.reset();
-                }
-                let wait = backoff.next_wait();
-                ctx.status
-                    .disconnected_by_error(format!("{label}: {reason}"), resent);
-                warn!(peer = %label, error = %reason, resend_batches = resent, retry_in = ?wait, "sink connection lost");
-                tokio::select! {
-                    _ = ctx.stop.stopped() => return,
-                    _ = nothing_left(ctx, queue) => return,
-                    _ = tokio::time::sleep(wait) => {}
+                let go_on = after_failure(
+                    ctx,
+                    queue,
+                    &mut backoff,
+                    &mut rotation,
+                    index,
+                    &label,
+                    reason,
+                    progressed,
+                )
+                .await;
+                if !go_on {
+                    return;
                 }
             }
         }

@@ -6,11 +6,31 @@
 //! `Arc<ShardMetrics>` and bumps atomics; the registry's lock is taken only when a
 //! shard is added or an exporter takes a snapshot.
 
+//!
+//! # Exporters and hooks
+//! - [`http`]: `/metrics` (Prometheus text, [`prometheus`]), `/healthz`, `/readyz`.
+//! - [`cloudwatch`]: PutMetricData of statistic sets, once per `metrics.interval`.
+//! - [`behind`]: the falling-behind check against the stream's retention.
+//! - [`notify`]: systemd `Type=notify` (READY, STOPPING, WATCHDOG).
+//! - [`snapshot`]: one read of every figure, and what readiness means.
+
+pub mod behind;
+pub mod cloudwatch;
+mod config;
+pub mod http;
+pub mod notify;
+pub mod prometheus;
+pub mod snapshot;
+
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::event::Class;
+
+pub use config::{HttpConfig, Level, MetricsConfig};
+pub use snapshot::{Snapshot, Sources};
 
 /// Identifies a shard across streams and regions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -46,6 +66,9 @@ pub struct ShardMetrics {
     pub millis_behind_latest: AtomicI64,
     /// Unix time in ms of the last checkpoint written (0: none yet).
     pub last_checkpoint_ms: AtomicI64,
+    /// Whether MillisBehindLatest is past the falling-behind share of the
+    /// retention (set by [`behind::check`]).
+    pub falling_behind: AtomicBool,
 }
 
 impl ShardMetrics {
@@ -86,6 +109,8 @@ pub struct Telemetry {
     shards: Arc<Mutex<BTreeMap<ShardKey, Arc<ShardMetrics>>>>,
     /// Lease figures.
     pub leases: Arc<LeaseMetrics>,
+    /// Retention period per (stream, region), from DescribeStreamSummary.
+    retention: Arc<Mutex<BTreeMap<(String, String), Duration>>>,
 }
 
 impl Telemetry {
@@ -112,6 +137,19 @@ impl Telemetry {
             .iter()
             .map(|(k, v)| (k.clone(), Arc::clone(v)))
             .collect()
+    }
+
+    /// Records a stream's retention period (from DescribeStreamSummary), for the
+    /// falling-behind check.
+    pub fn set_retention(&self, stream: &str, region: &str, retention: Duration) {
+        let mut map = self.retention.lock().expect("telemetry lock poisoned");
+        map.insert((stream.to_owned(), region.to_owned()), retention);
+    }
+
+    /// A stream's retention period, when known.
+    pub fn retention(&self, stream: &str, region: &str) -> Option<Duration> {
+        let map = self.retention.lock().expect("telemetry lock poisoned");
+        map.get(&(stream.to_owned(), region.to_owned())).copied()
     }
 }
 

@@ -162,11 +162,13 @@ async fn once_passes_against_the_emulators_and_sends_a_test_event() {
     line(&out, "✓ connect: connected to");
     line(&out, "✓ test event");
     assert!(!out.contains('✗'), "{out}");
-    let received = String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
-    assert!(
-        received.contains("[FSM-AWSKinesis]") && received.contains("connectivity test"),
-        "receiver got {received:?}"
-    );
+    // Acknowledged means written to the socket: the receiver reads it soon after.
+    aws::wait_for("the test event", std::time::Duration::from_secs(10), || {
+        let received = String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
+        let found = received.contains("[FSM-AWSKinesis]") && received.contains("connectivity test");
+        std::future::ready(found.then_some(()))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -173,3 +173,53 @@ async fn the_connectivity_test_datum_is_stored() {
     .await;
     assert_eq!(got, Some((1.0, 1.0)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_reads_the_retention_and_marks_a_shard_falling_behind() {
+    use kinesis_collector::config::Config;
+    use kinesis_collector::kinesis::StreamId;
+    use kinesis_collector::telemetry::behind::StreamRetention;
+
+    let kinesis = aws::kinesis().await;
+    let stream = aws::create_stream(&kinesis, 1).await;
+    let telemetry = Telemetry::new();
+    let shard = telemetry.shard(ShardKey {
+        stream: stream.clone(),
+        region: "us-east-1".into(),
+        shard_id: "shardId-000000000000".into(),
+    });
+    // 13 h behind a 24 h retention: past the default share of 0.5.
+    shard.millis_behind_latest.store(13 * 3_600_000, Relaxed);
+    let config = Config::from_toml("[metrics]\nlevel = \"none\"\n").unwrap();
+    let sources = Sources {
+        telemetry: telemetry.clone(),
+        sink: None,
+        worker_id: "worker-1".into(),
+        failover: Duration::from_secs(10),
+    };
+    let streams = vec![StreamRetention {
+        stream: StreamId::parse(&stream),
+        region: "us-east-1".into(),
+        client: kinesis.clone(),
+    }];
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    kinesis_collector::telemetry::start(&config, sources, &[], streams, &tracker, cancel.clone())
+        .await
+        .unwrap();
+    aws::wait_for(
+        "the shard marked falling behind",
+        Duration::from_secs(30),
+        || async { shard.falling_behind.load(Relaxed).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        telemetry.retention(&stream, "us-east-1"),
+        Some(Duration::from_secs(24 * 3600))
+    );
+    cancel.cancel();
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .expect("every exporter task stops on cancel");
+}

@@ -237,8 +237,10 @@ async fn status_shows_owners_parents_and_stale_leases() {
     let (code, out) = run(&f, &config, &["status", "--wait", "200ms", "--json"], &[]);
     assert_eq!(code, 0, "{out}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(json["table"], f.table.as_str());
-    assert_eq!(json["workers"]["worker-a"], 1);
-    assert_eq!(json["leases"][0]["stale"], true);
-    assert_eq!(json["leases"][1]["parents"][0], "shardId-000000000000");
+    let report = &json[0];
+    assert_eq!(report["table"], f.table.as_str());
+    assert_eq!(report["region"], "us-east-1");
+    assert_eq!(report["workers"]["worker-a"], 1);
+    assert_eq!(report["leases"][0]["stale"], true);
+    assert_eq!(report["leases"][1]["parents"][0], "shardId-000000000000");
 }

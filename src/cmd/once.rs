@@ -6,7 +6,7 @@
 //! Exit 0 only if every check passed.
 
 mod kinesis;
-mod setup;
+pub mod setup;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,10 +28,10 @@ use crate::cli::ConfigArg;
 use crate::event::{Classification, Event, Origin};
 use crate::lease::dynamodb::DynamoDbLeaseStore;
 use crate::lease::{LeaseError, LeaseStore};
-use crate::sink::{Batch, Encoder, Sink, SinkHandle, Transport};
+use crate::sink::{Batch, Encoder, Sink, SinkConfig, SinkHandle, Transport};
 use crate::telemetry::{cloudwatch, Level};
 
-pub use setup::{load_setup, CollectorSettings, Setup, StreamSettings};
+use self::setup::Setup;
 
 /// Arguments of `once`.
 #[derive(Debug, Args)]
@@ -186,11 +186,11 @@ async fn timed<T>(
 
 /// Runs `once`.
 pub fn run(args: &OnceArgs) -> anyhow::Result<ExitCode> {
-    let setup = load_setup(&args.config.path())?;
+    let config = setup::load(&args.config.path())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let report = runtime.block_on(check_all(&setup, args.send_test_event));
+    let report = runtime.block_on(check_all(&config, args.send_test_event));
     println!("{} checks passed, {} failed", report.passed, report.failed);
     std::io::stdout().flush()?;
     Ok(if report.failed == 0 {
@@ -200,10 +200,20 @@ pub fn run(args: &OnceArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn check_all(setup: &Setup, send_test_event: bool) -> Report {
+/// This worker's id: configured, or the host name (`once` holds no lease, so
+/// it needs no random suffix).
+fn worker_id(config: &Setup) -> String {
+    config
+        .collector
+        .worker_id
+        .clone()
+        .unwrap_or_else(crate::sink::system_hostname)
+}
+
+async fn check_all(config: &Setup, send_test_event: bool) -> Report {
     let mut report = Report::default();
-    let worker_id = setup.worker_id();
-    let classifier = match Classifier::new(&setup.config.vpc_flow) {
+    let worker_id = worker_id(config);
+    let classifier = match Classifier::new(&config.vpc_flow) {
         Ok(c) => Arc::new(c),
         Err(err) => {
             report.heading("config");
@@ -215,43 +225,63 @@ async fn check_all(setup: &Setup, send_test_event: bool) -> Report {
             return report;
         }
     };
-    if setup.streams.is_empty() {
+    let problems = setup::run_problems(config);
+    if !problems.is_empty() {
         report.heading("config");
-        let fix = "add a [[streams]] section with the stream's name and regions";
-        report.fail(
-            "streams",
-            &Failure::new("none configured", fix),
-            Duration::ZERO,
-        );
+        for problem in problems.iter() {
+            let failure = Failure::new(problem.message.clone(), "");
+            report.fail(&problem.key, &failure, Duration::ZERO);
+        }
     }
+    let targets = config
+        .streams
+        .0
+        .iter()
+        .flat_map(|s| s.target_regions().into_iter().map(move |r| (s, r)));
     let mut regions_checked = Vec::new();
-    for (stream, region) in setup.targets() {
+    for (stream, region) in targets {
         let region_text = region.as_deref().unwrap_or("the default region");
         report.heading(&format!("stream {} in {region_text}", stream.name));
-        let target = AwsTarget {
+        // The lease table and CloudWatch are called with the collector's own
+        // credentials; a stream with role_arn is read as that role.
+        let own = AwsTarget {
             region: region.clone(),
-            role_arn: stream.role_arn.clone(),
-            external_id: None,
+            ..AwsTarget::default()
         };
-        let Some(sdk) = check_credentials(&mut report, &target, &worker_id).await else {
+        let Some(base) = check_credentials(&mut report, &own, &worker_id).await else {
             report.skip("Kinesis, lease table, CloudWatch", "no credentials");
             continue;
         };
-        kinesis::check_stream(&mut report, &sdk, &stream.name, &classifier, &setup.config).await;
+        let reader = match &stream.role_arn {
+            None => Some(base.clone()),
+            Some(role) => {
+                let target = AwsTarget {
+                    role_arn: Some(role.clone()),
+                    ..own.clone()
+                };
+                check_credentials(&mut report, &target, &worker_id).await
+            }
+        };
+        match reader {
+            Some(sdk) => {
+                kinesis::check_stream(&mut report, &sdk, &stream.name, &classifier, config).await;
+            }
+            None => report.skip("Kinesis", "the role could not be assumed"),
+        }
         // One lease table and one CloudWatch per region.
-        let region_name = sdk.region().map(ToString::to_string).unwrap_or_default();
+        let region_name = base.region().map(ToString::to_string).unwrap_or_default();
         if !regions_checked.contains(&region_name) {
             regions_checked.push(region_name);
-            check_lease_table(&mut report, &sdk, setup).await;
-            check_cloudwatch(&mut report, &sdk, setup, &worker_id).await;
+            check_lease_table(&mut report, &base, config).await;
+            check_cloudwatch(&mut report, &base, config, &worker_id).await;
         }
     }
     report.heading(&format!(
         "sink {} {}",
-        setup.config.sink.transport.as_str(),
-        setup.config.sink.addresses.join(", ")
+        config.sink.transport.as_str(),
+        config.sink.addresses.join(", ")
     ));
-    check_sink(&mut report, setup, send_test_event).await;
+    check_sink(&mut report, config, send_test_event).await;
     report
 }
 
@@ -267,6 +297,11 @@ async fn check_credentials(
     target: &AwsTarget,
     worker_id: &str,
 ) -> Option<SdkConfig> {
+    let what = if target.role_arn.is_some() {
+        "assume role"
+    } else {
+        "credentials"
+    };
     const FIX: &str = "configure credentials (environment, profile, web identity, \
                        instance or task role); with role_arn, the role's trust policy \
                        must allow sts:AssumeRole";
@@ -301,18 +336,22 @@ async fn check_credentials(
     .await;
     match result {
         Ok((sdk, detail)) => {
-            report.pass("credentials", &detail, took);
+            report.pass(what, &detail, took);
             Some(sdk)
         }
         Err(failure) => {
-            report.fail("credentials", &failure, took);
+            report.fail(what, &failure, took);
             None
         }
     }
 }
 
-async fn check_lease_table(report: &mut Report, sdk: &SdkConfig, setup: &Setup) {
-    let table = &setup.collector.application;
+async fn check_lease_table(report: &mut Report, sdk: &SdkConfig, config: &Setup) {
+    let table = &config.collector.application;
+    if table.is_empty() {
+        report.skip("lease table", "collector.application is not set");
+        return;
+    }
     let what = format!("lease table {table}");
     let resource = format!("table {table}");
     let client = aws_sdk_dynamodb::Client::new(sdk);
@@ -322,7 +361,7 @@ async fn check_lease_table(report: &mut Report, sdk: &SdkConfig, setup: &Setup) 
             if err.code.as_deref() != Some("ResourceNotFoundException") {
                 return Err(Failure::aws(&err, "dynamodb:DescribeTable", &resource));
             }
-            if setup.config.lease.create_table {
+            if config.lease.create_table {
                 return Ok(
                     "does not exist yet; the first worker creates it (lease.create_table)"
                         .to_owned(),
@@ -360,9 +399,9 @@ async fn check_lease_table(report: &mut Report, sdk: &SdkConfig, setup: &Setup) 
     report.outcome(&what, result, took);
 }
 
-async fn check_cloudwatch(report: &mut Report, sdk: &SdkConfig, setup: &Setup, worker_id: &str) {
+async fn check_cloudwatch(report: &mut Report, sdk: &SdkConfig, config: &Setup, worker_id: &str) {
     const WHAT: &str = "CloudWatch PutMetricData";
-    let metrics = &setup.config.metrics;
+    let metrics = &config.metrics;
     if metrics.level == Level::None {
         report.skip(WHAT, "metrics.level = \"none\"");
         return;
@@ -384,8 +423,9 @@ async fn check_cloudwatch(report: &mut Report, sdk: &SdkConfig, setup: &Setup, w
     report.outcome(WHAT, result, took);
 }
 
-async fn check_sink(report: &mut Report, setup: &Setup, send_test_event: bool) {
-    let config = &setup.config.sink;
+async fn check_sink(report: &mut Report, config: &Setup, send_test_event: bool) {
+    let worker_id = worker_id(config);
+    let config = &config.sink;
     let cancel = CancellationToken::new();
     let start = Instant::now();
     let sink = match Sink::start(config, cancel.clone()) {
@@ -424,7 +464,7 @@ async fn check_sink(report: &mut Report, setup: &Setup, send_test_event: bool) {
     }
     if send_test_event && connected {
         let start = Instant::now();
-        let result = send_test(&handle, setup).await;
+        let result = send_test(&handle, config, &worker_id).await;
         report.outcome("test event", result, start.elapsed());
     } else if send_test_event {
         report.skip("test event", "not connected");
@@ -451,14 +491,16 @@ async fn connect(handle: &SinkHandle) -> bool {
 }
 
 /// Sends one `[FSM-AWSKinesis]` test event and waits for its acknowledgement.
-async fn send_test(handle: &SinkHandle, setup: &Setup) -> Result<String, Failure> {
+async fn send_test(
+    handle: &SinkHandle,
+    config: &SinkConfig,
+    worker_id: &str,
+) -> Result<String, Failure> {
     let hostname = crate::sink::system_hostname();
-    let mut encoder = Encoder::new(&setup.config.sink, &hostname, Arc::new(BTreeMap::new()));
+    let mut encoder = Encoder::new(config, &hostname, Arc::new(BTreeMap::new()));
     let origin = Origin::default();
-    let message = format!(
-        "kinesis-collector connectivity test from {hostname} (worker {})",
-        setup.worker_id()
-    );
+    let message =
+        format!("kinesis-collector connectivity test from {hostname} (worker {worker_id})");
     let event = Event {
         origin: &origin,
         id: None,

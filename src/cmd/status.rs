@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::once::load_setup;
+use super::once::setup;
 use crate::aws::{sdk_config, AwsTarget};
 use crate::cli::ConfigArg;
 use crate::lease::dynamodb::DynamoDbLeaseStore;
@@ -50,11 +50,13 @@ pub struct LeaseStatus {
     pub stale: bool,
 }
 
-/// The whole report.
+/// The report of one region's lease table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusReport {
     /// The lease table.
     pub table: String,
+    /// Its region.
+    pub region: String,
     /// Seconds between the two reads.
     pub interval_secs: f64,
     /// Every lease, in key order.
@@ -68,7 +70,13 @@ pub struct StatusReport {
 }
 
 /// Compares two reads of the table (pure).
-pub fn compare(table: &str, interval: Duration, first: &[Lease], second: &[Lease]) -> StatusReport {
+pub fn compare(
+    table: &str,
+    region: &str,
+    interval: Duration,
+    first: &[Lease],
+    second: &[Lease],
+) -> StatusReport {
     let before: BTreeMap<&str, u64> = first.iter().map(|l| (l.key.as_str(), l.counter)).collect();
     let mut leases: Vec<LeaseStatus> = second
         .iter()
@@ -92,6 +100,7 @@ pub fn compare(table: &str, interval: Duration, first: &[Lease], second: &[Lease
     }
     StatusReport {
         table: table.to_owned(),
+        region: region.to_owned(),
         interval_secs: interval.as_secs_f64(),
         free: leases.iter().filter(|l| l.owner.is_none()).count(),
         stale: leases.iter().filter(|l| l.stale).count(),
@@ -105,8 +114,9 @@ impl StatusReport {
     pub fn to_text(&self) -> String {
         use std::fmt::Write as _;
         let mut out = format!(
-            "lease table {}: {} leases, {} free, {} stale (read twice, {:.1} s apart)\n",
+            "lease table {} in {}: {} leases, {} free, {} stale (read twice, {:.1} s apart)\n",
             self.table,
+            self.region,
             self.leases.len(),
             self.free,
             self.stale,
@@ -156,36 +166,65 @@ impl StatusReport {
     }
 }
 
-/// Runs `status`.
+/// Runs `status`: one report per region the streams are read in (each region
+/// has its own lease table); `--json` prints them as a JSON array.
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let setup = load_setup(&args.config.path())?;
-    let wait = args
-        .wait
-        .unwrap_or_else(|| setup.config.lease.renew_interval());
-    let region = setup
+    let config = setup::load(&args.config.path())?;
+    let table = config.collector.application.clone();
+    anyhow::ensure!(
+        !table.is_empty(),
+        "collector.application is not set: it names the lease table"
+    );
+    let wait = args.wait.unwrap_or_else(|| config.lease.renew_interval());
+    let mut regions: Vec<Option<String>> = config
         .streams
-        .first()
-        .and_then(|s| s.regions.first().cloned());
-    let table = setup.collector.application.clone();
+        .0
+        .iter()
+        .flat_map(|s| s.target_regions())
+        .collect();
+    regions.sort();
+    regions.dedup();
+    if regions.is_empty() {
+        regions.push(None);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let report = runtime.block_on(async {
-        let target = AwsTarget {
-            region,
-            ..AwsTarget::default()
-        };
-        let sdk = sdk_config(&target, "kinesis-collector-status").await?;
-        let store = DynamoDbLeaseStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
-        let first = store.list().await?;
+    let reports = runtime.block_on(async {
+        let mut stores = Vec::new();
+        for region in regions {
+            let target = AwsTarget {
+                region,
+                ..AwsTarget::default()
+            };
+            let sdk = sdk_config(&target, "kinesis-collector-status").await?;
+            let name = sdk.region().map(ToString::to_string).unwrap_or_default();
+            let client = aws_sdk_dynamodb::Client::new(&sdk);
+            stores.push((name, DynamoDbLeaseStore::new(client, table.clone())));
+        }
+        let mut first = Vec::new();
+        for (region, store) in &stores {
+            let leases = store.list().await;
+            first
+                .push(leases.map_err(|e| anyhow::anyhow!("lease table {table} in {region}: {e}"))?);
+        }
         tokio::time::sleep(wait).await;
-        let second = store.list().await?;
-        anyhow::Ok(compare(&table, wait, &first, &second))
+        let mut reports = Vec::new();
+        for ((region, store), first) in stores.iter().zip(first) {
+            let second = store
+                .list()
+                .await
+                .map_err(|e| anyhow::anyhow!("lease table {table} in {region}: {e}"))?;
+            reports.push(compare(&table, region, wait, &first, &second));
+        }
+        anyhow::Ok(reports)
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
-        print!("{}", report.to_text());
+        for report in &reports {
+            print!("{}", report.to_text());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -220,7 +259,7 @@ mod tests {
             lease("c", None, 1),
             lease("d", Some("w2"), 1),
         ];
-        let report = compare("t", Duration::from_secs(3), &first, &second);
+        let report = compare("t", "eu-west-1", Duration::from_secs(3), &first, &second);
         let stale: Vec<&str> = report
             .leases
             .iter()

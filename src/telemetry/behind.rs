@@ -7,12 +7,53 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Telemetry;
+use crate::kinesis::{api, StreamId};
 
 /// How often [`watch`] looks.
 pub const CHECK_EVERY: Duration = Duration::from_secs(10);
+/// How often the streams' retention periods are read again (they rarely change).
+pub const RETENTION_REFRESH: Duration = Duration::from_secs(3600);
+/// How soon a failed retention read is tried again.
+const RETENTION_RETRY: Duration = Duration::from_secs(60);
+
+/// A stream whose retention period [`watch`] reads (DescribeStreamSummary).
+#[derive(Debug, Clone)]
+pub struct StreamRetention {
+    /// The stream.
+    pub stream: StreamId,
+    /// Its region (as in [`super::ShardKey::region`]).
+    pub region: String,
+    /// A client for that region (and role).
+    pub client: aws_sdk_kinesis::Client,
+}
+
+/// Reads every stream's retention into `telemetry`; returns whether all answered.
+async fn read_retention(telemetry: &Telemetry, streams: &[StreamRetention]) -> bool {
+    let mut all = true;
+    for s in streams {
+        match api::describe_stream_summary(&s.client, &s.stream).await {
+            Ok(summary) => {
+                let hours = u64::try_from(summary.retention_period_hours).unwrap_or(24);
+                let retention = Duration::from_secs(hours * 3600);
+                telemetry.set_retention(s.stream.name(), &s.region, retention);
+                debug!(stream = %s.stream.name(), region = %s.region, hours, "retention period read");
+            }
+            Err(err) => {
+                all = false;
+                warn!(
+                    stream = %s.stream.name(),
+                    region = %s.region,
+                    error = %err,
+                    "cannot read the stream's retention period; falling-behind check waits for it"
+                );
+            }
+        }
+    }
+    all
+}
 
 /// Marks every shard falling behind (MillisBehindLatest above `share` of its
 /// stream's retention, when the retention is known), logs each change, and
@@ -55,13 +96,29 @@ pub fn check(telemetry: &Telemetry, share: f64) -> usize {
     behind
 }
 
-/// Runs [`check`] every [`CHECK_EVERY`] until `cancel`.
-pub async fn watch(telemetry: Telemetry, share: f64, cancel: CancellationToken) {
+/// Reads the streams' retention periods (again every [`RETENTION_REFRESH`]) and
+/// runs [`check`] every [`CHECK_EVERY`], until `cancel`.
+pub async fn watch(
+    telemetry: Telemetry,
+    share: f64,
+    streams: Vec<StreamRetention>,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let refresh = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(refresh);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
+            () = &mut refresh => {
+                let read = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    all = read_retention(&telemetry, &streams) => all,
+                };
+                let next = if read { RETENTION_REFRESH } else { RETENTION_RETRY };
+                refresh.as_mut().reset(tokio::time::Instant::now() + next);
+            }
             _ = tick.tick() => {
                 check(&telemetry, share);
             }

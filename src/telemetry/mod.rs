@@ -27,10 +27,54 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_config::SdkConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
 use crate::event::Class;
 
 pub use config::{HttpConfig, Level, MetricsConfig};
 pub use snapshot::{Snapshot, Sources};
+
+/// Starts on `tracker` what `[metrics]` and `[http]` ask for, until `cancel`: the
+/// HTTP endpoints (bound before this returns, so a port in use is an error at
+/// start), the CloudWatch publisher (one client per entry of `regions`, the first
+/// also receiving the worker's metrics), the falling-behind watch (reading the
+/// retention of `streams`), and systemd watchdog pings. Call
+/// [`notify::ready`] after it, once the lease coordinator has started.
+pub async fn start(
+    config: &Config,
+    sources: Sources,
+    regions: &[(String, SdkConfig)],
+    streams: Vec<behind::StreamRetention>,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    if let Some(listen) = config.http.listen {
+        let server = http::HttpServer::bind(listen).await?;
+        tracker.spawn(server.serve(sources.clone(), cancel.clone()));
+    }
+    let clients = regions
+        .iter()
+        .map(|(region, sdk)| (region.clone(), aws_sdk_cloudwatch::Client::new(sdk)))
+        .collect();
+    cloudwatch::Publisher::spawn(
+        &config.metrics,
+        sources.clone(),
+        clients,
+        tracker,
+        cancel.clone(),
+    );
+    tracker.spawn(behind::watch(
+        sources.telemetry,
+        config.metrics.falling_behind_share,
+        streams,
+        cancel.clone(),
+    ));
+    tracker.spawn(notify::watchdog_task(cancel));
+    Ok(())
+}
 
 /// Identifies a shard across streams and regions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -175,7 +175,7 @@ async fn the_connectivity_test_datum_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn start_reads_the_retention_and_marks_a_shard_falling_behind() {
+async fn exporters_read_the_retention_and_mark_a_shard_falling_behind() {
     use kinesis_collector::config::Config;
     use kinesis_collector::kinesis::StreamId;
     use kinesis_collector::telemetry::behind::StreamRetention;
@@ -204,9 +204,14 @@ async fn start_reads_the_retention_and_marks_a_shard_falling_behind() {
     }];
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
-    kinesis_collector::telemetry::start(&config, sources, &[], streams, &tracker, cancel.clone())
-        .await
-        .unwrap();
+    kinesis_collector::telemetry::start_exporters(
+        &config,
+        sources,
+        &[],
+        streams,
+        &tracker,
+        cancel.clone(),
+    );
     aws::wait_for(
         "the shard marked falling behind",
         Duration::from_secs(30),

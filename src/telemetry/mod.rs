@@ -37,24 +37,36 @@ use crate::event::Class;
 pub use config::{HttpConfig, Level, MetricsConfig};
 pub use snapshot::{Snapshot, Sources};
 
-/// Starts on `tracker` what `[metrics]` and `[http]` ask for, until `cancel`: the
-/// HTTP endpoints (bound before this returns, so a port in use is an error at
-/// start), the CloudWatch publisher (one client per entry of `regions`, the first
-/// also receiving the worker's metrics), the falling-behind watch (reading the
-/// retention of `streams`), and systemd watchdog pings. Call
-/// [`notify::ready`] after it, once the lease coordinator has started.
-pub async fn start(
+/// Starts the HTTP endpoints on `tracker` when `http.listen` is set, until
+/// `cancel`. The port is bound before this returns (a port in use is an error
+/// at start). Call it early, before the lease tables are set up, so `/healthz`
+/// answers while the collector starts.
+pub async fn serve_http(
+    config: &Config,
+    sources: Sources,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    if let Some(listen) = config.http.listen {
+        let server = http::HttpServer::bind(listen).await?;
+        tracker.spawn(server.serve(sources, cancel));
+    }
+    Ok(())
+}
+
+/// Starts on `tracker`, until `cancel`: the CloudWatch publisher (one client per
+/// entry of `regions`, the first also receiving the worker's metrics; none at
+/// level `none`), the falling-behind watch (reading the retention of `streams`),
+/// and systemd watchdog pings. The publisher sends its last interval when
+/// `cancel` fires, so cancel after the sink has drained.
+pub fn start_exporters(
     config: &Config,
     sources: Sources,
     regions: &[(String, SdkConfig)],
     streams: Vec<behind::StreamRetention>,
     tracker: &TaskTracker,
     cancel: CancellationToken,
-) -> std::io::Result<()> {
-    if let Some(listen) = config.http.listen {
-        let server = http::HttpServer::bind(listen).await?;
-        tracker.spawn(server.serve(sources.clone(), cancel.clone()));
-    }
+) {
     let clients = regions
         .iter()
         .map(|(region, sdk)| (region.clone(), aws_sdk_cloudwatch::Client::new(sdk)))
@@ -73,7 +85,6 @@ pub async fn start(
         cancel.clone(),
     ));
     tracker.spawn(notify::watchdog_task(cancel));
-    Ok(())
 }
 
 /// Identifies a shard across streams and regions.

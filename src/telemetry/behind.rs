@@ -66,7 +66,7 @@ pub fn check(telemetry: &Telemetry, share: f64) -> usize {
         };
         let limit_ms = (retention.as_millis() as f64 * share) as i64;
         let millis = metrics.millis_behind_latest.load(Relaxed);
-        let now = millis >= 0 && millis > limit_ms;
+        let now = metrics.held.load(Relaxed) && millis >= 0 && millis > limit_ms;
         let was = metrics.falling_behind.swap(now, Relaxed);
         if now {
             behind += 1;

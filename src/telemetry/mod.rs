@@ -124,6 +124,10 @@ pub struct ShardMetrics {
     /// Whether MillisBehindLatest is past the falling-behind share of the
     /// retention (set by [`behind::check`]).
     pub falling_behind: AtomicBool,
+    /// Whether this worker reads the shard now: set by [`Telemetry::shard`],
+    /// cleared by [`Telemetry::released`]. Gauges (MillisBehindLatest, checkpoint
+    /// age, falling behind) of a shard not held are not reported; counters are.
+    pub held: AtomicBool,
 }
 
 impl ShardMetrics {
@@ -178,11 +182,23 @@ impl Telemetry {
     /// a shard taken again keeps its counters).
     pub fn shard(&self, key: ShardKey) -> Arc<ShardMetrics> {
         let mut shards = self.shards.lock().expect("telemetry lock poisoned");
-        Arc::clone(
+        let metrics = Arc::clone(
             shards
                 .entry(key)
                 .or_insert_with(|| Arc::new(ShardMetrics::new())),
-        )
+        );
+        metrics.held.store(true, Ordering::Relaxed);
+        metrics
+    }
+
+    /// Marks the shard as no longer read by this worker (its lease ended, was
+    /// lost or released): its gauges stop being reported, its counters stay.
+    pub fn released(&self, key: &ShardKey) {
+        let shards = self.shards.lock().expect("telemetry lock poisoned");
+        if let Some(metrics) = shards.get(key) {
+            metrics.held.store(false, Ordering::Relaxed);
+            metrics.falling_behind.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Every shard seen so far with its metrics, in key order.
@@ -231,5 +247,12 @@ mod tests {
         assert_eq!(b.records.load(Ordering::Relaxed), 3);
         assert_eq!(b.millis_behind_latest.load(Ordering::Relaxed), -1);
         assert_eq!(t.shards().len(), 1);
+        assert!(b.held.load(Ordering::Relaxed));
+        t.released(&ShardKey {
+            stream: "s".into(),
+            region: "us-east-1".into(),
+            shard_id: "shardId-0".into(),
+        });
+        assert!(!b.held.load(Ordering::Relaxed));
     }
 }

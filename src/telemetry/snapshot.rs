@@ -89,8 +89,19 @@ impl Sources {
             .shards()
             .into_iter()
             .map(|(key, m)| {
-                let behind = m.millis_behind_latest.load(Relaxed);
-                let checkpoint = m.last_checkpoint_ms.load(Relaxed);
+                // A shard no longer held keeps its counters but has no current
+                // lag or checkpoint age.
+                let held = m.held.load(Relaxed);
+                let behind = if held {
+                    m.millis_behind_latest.load(Relaxed)
+                } else {
+                    -1
+                };
+                let checkpoint = if held {
+                    m.last_checkpoint_ms.load(Relaxed)
+                } else {
+                    0
+                };
                 ShardSnapshot {
                     records: m.records.load(Relaxed),
                     data_bytes: m.data_bytes.load(Relaxed),
@@ -103,7 +114,7 @@ impl Sources {
                     millis_behind_latest: (behind >= 0).then_some(behind),
                     checkpoint_age_secs: (checkpoint > 0)
                         .then(|| (now - checkpoint).max(0) as f64 / 1000.0),
-                    falling_behind: m.falling_behind.load(Relaxed),
+                    falling_behind: held && m.falling_behind.load(Relaxed),
                     key,
                 }
             })
@@ -183,6 +194,15 @@ mod tests {
         assert_eq!(shard.millis_behind_latest, None);
         let age = shard.checkpoint_age_secs.unwrap();
         assert!((1.5..10.0).contains(&age), "{age}");
+        m.millis_behind_latest.store(5, Relaxed);
+        s.telemetry.released(&snap.shards[0].key);
+        let shard = &s.snapshot().shards[0];
+        assert_eq!(shard.records, 5, "counters stay");
+        assert_eq!(
+            shard.millis_behind_latest, None,
+            "no lag for a shard not held"
+        );
+        assert_eq!(shard.checkpoint_age_secs, None);
     }
 
     #[test]

@@ -43,6 +43,14 @@ pub enum Command {
     Decode(DecodeArgs),
     /// Validate the configuration file, listing every problem; prints "ok" if valid.
     CheckConfig(ConfigArg),
+    /// Connectivity dry run: try every call the collector makes, once, for each
+    /// stream and region (credentials, Kinesis, lease table, CloudWatch, sink) and
+    /// print one line per check. Takes no lease and moves no checkpoint; exit
+    /// status 0 only if every check passed.
+    Once(cmd::once::OnceArgs),
+    /// Show the lease table: per shard its owner, checkpoint, counter and parent,
+    /// per worker its lease count, and which leases look stale.
+    Status(cmd::status::StatusArgs),
 }
 
 /// `--config FILE`, taken by every command.
@@ -115,6 +123,8 @@ impl Cli {
         match self.command {
             Command::Decode(args) => cmd::decode::run(&args),
             Command::CheckConfig(args) => Ok(cmd::check_config::run(&args)),
+            Command::Once(args) => cmd::once::run(&args),
+            Command::Status(args) => cmd::status::run(&args),
         }
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! - [`cli`]: command-line flags and subcommands (clap), dispatch to [`cmd`].
-//! - [`cmd`]: one module per subcommand (`decode`, `check-config`).
+//! - [`cmd`]: one module per subcommand (`decode`, `check-config`, `once`, `status`).
 //! - [`config`]: the TOML file, read into sections and validated with every problem
 //!   listed; human units for durations and sizes.
 //! - [`event`]: the log event every stage passes on, borrowing from reused buffers.
@@ -16,7 +16,9 @@
 //! - [`format`]: event bodies (`fsm`, `json`) and RFC 3339 timestamps.
 //! - [`sink`]: syslog headers and framing, delivery over TCP/TLS/UDP/RELP/stdout
 //!   with reconnects, a bounded queue and per-batch acknowledgements.
-//! - [`telemetry`]: the counters and gauges the pipeline keeps, read by the exporters.
+//! - [`telemetry`]: the counters and gauges the pipeline keeps, read by the exporters
+//!   (Prometheus and health endpoints, CloudWatch PutMetricData), the falling-behind
+//!   check, systemd notify.
 //! - [`aws`]: SDK configuration from the standard chain (per-stream region and
 //!   role), and SDK errors sorted into throttled / transient / fatal.
 //! - [`kinesis`]: typed Kinesis API calls (ListShards, GetShardIterator,

@@ -2,3 +2,5 @@
 
 pub mod check_config;
 pub mod decode;
+pub mod once;
+pub mod status;

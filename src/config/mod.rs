@@ -19,6 +19,7 @@ use crate::decode::DecodeConfig;
 use crate::kinesis::reader::ReaderConfig;
 use crate::lease::LeaseConfig;
 use crate::sink::SinkConfig;
+use crate::telemetry::{HttpConfig, MetricsConfig};
 
 /// Where commands look for the configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/kinesis-collector/kinesis-collector.toml";
@@ -36,6 +37,10 @@ pub struct Config {
     pub lease: LeaseConfig,
     /// `[reader]`: shard reader pacing and memory bounds.
     pub reader: ReaderConfig,
+    /// `[metrics]`: CloudWatch level, namespace and interval; falling-behind share.
+    pub metrics: MetricsConfig,
+    /// `[http]`: the Prometheus and health endpoints.
+    pub http: HttpConfig,
 }
 
 /// A section of the configuration file: its key and its own checks.
@@ -97,6 +102,8 @@ impl Config {
             sink: section(&mut table, &mut problems),
             lease: section(&mut table, &mut problems),
             reader: section(&mut table, &mut problems),
+            metrics: section(&mut table, &mut problems),
+            http: section(&mut table, &mut problems),
         };
         for key in table.keys() {
             problems.push(key, "unknown section");
@@ -180,7 +187,9 @@ mod tests {
             panic!("config/kinesis-collector.toml is invalid:\n{problems}");
         }
         let table: toml::Table = text.parse().unwrap();
-        for key in ["decode", "vpc_flow", "sink", "lease", "reader"] {
+        for key in [
+            "decode", "vpc_flow", "sink", "lease", "reader", "metrics", "http",
+        ] {
             assert!(table.contains_key(key), "example config lacks [{key}]");
         }
     }

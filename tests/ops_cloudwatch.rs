@@ -1,0 +1,230 @@
+//! CloudWatch PutMetricData against moto: the publisher's statistic sets read back
+//! with GetMetricStatistics, with the dimensions of each level; the `once` test
+//! datum.
+
+mod common {
+    pub mod aws;
+}
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+use common::aws;
+use kinesis_collector::telemetry::cloudwatch::{put_test_datum, Publisher};
+use kinesis_collector::telemetry::{
+    Level, MetricsConfig, ShardKey, ShardMetrics, Sources, Telemetry,
+};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+async fn client() -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(&aws::config().await)
+}
+
+fn dims(pairs: &[(&str, &str)]) -> Vec<Dimension> {
+    pairs
+        .iter()
+        .map(|(n, v)| Dimension::builder().name(*n).value(*v).build())
+        .collect()
+}
+
+/// Sum and maximum of a metric over the last hour.
+async fn read_back(
+    client: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    name: &str,
+    dimensions: Vec<Dimension>,
+) -> Option<(f64, f64)> {
+    let now = SystemTime::now();
+    let out = client
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name(name)
+        .set_dimensions(Some(dimensions))
+        .start_time((now - Duration::from_secs(3600)).into())
+        .end_time((now + Duration::from_secs(60)).into())
+        .period(60)
+        .statistics(Statistic::Sum)
+        .statistics(Statistic::Maximum)
+        .send()
+        .await
+        .expect("GetMetricStatistics");
+    let points = out.datapoints();
+    if points.is_empty() {
+        return None;
+    }
+    let sum = points.iter().filter_map(|p| p.sum()).sum();
+    let max = points
+        .iter()
+        .filter_map(|p| p.maximum())
+        .fold(f64::MIN, f64::max);
+    Some((sum, max))
+}
+
+/// Publishes two shards' figures at `level` into a new namespace (the one flush
+/// is the final one, at cancel); returns the namespace.
+async fn publish(client: &aws_sdk_cloudwatch::Client, level: Level) -> String {
+    let namespace = aws::unique_name("KinesisCollectorTest");
+    let telemetry = Telemetry::new();
+    let key = |shard: &str| ShardKey {
+        stream: "logs".into(),
+        region: "us-east-1".into(),
+        shard_id: shard.into(),
+    };
+    let a = telemetry.shard(key("shardId-000000000000"));
+    let b = telemetry.shard(key("shardId-000000000001"));
+    let sources = Sources {
+        telemetry: telemetry.clone(),
+        sink: None,
+        worker_id: "worker-1".into(),
+        failover: Duration::from_secs(10),
+    };
+    let config = MetricsConfig {
+        level,
+        namespace: namespace.clone(),
+        interval: Duration::from_secs(3600),
+        ..MetricsConfig::default()
+    };
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    Publisher::spawn(
+        &config,
+        sources,
+        vec![("us-east-1".into(), client.clone())],
+        &tracker,
+        cancel.clone(),
+    );
+    ShardMetrics::add(&a.records, 30);
+    ShardMetrics::add(&b.records, 12);
+    a.millis_behind_latest.store(5_000, Relaxed);
+    b.millis_behind_latest.store(250, Relaxed);
+    telemetry.leases.current.store(2, Relaxed);
+    cancel.cancel();
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(20), tracker.wait())
+        .await
+        .expect("the publisher stops after its final flush");
+    namespace
+}
+
+const STREAM: [(&str, &str); 2] = [("StreamName", "logs"), ("WorkerId", "worker-1")];
+
+#[tokio::test]
+async fn summary_statistic_sets_reach_cloudwatch_per_stream_and_worker() {
+    let client = client().await;
+    let namespace = publish(&client, Level::Summary).await;
+    assert_eq!(
+        read_back(&client, &namespace, "RecordsProcessed", dims(&STREAM)).await,
+        Some((42.0, 42.0)),
+        "both shards' records"
+    );
+    let (_, behind) = read_back(&client, &namespace, "MillisBehindLatest", dims(&STREAM))
+        .await
+        .expect("MillisBehindLatest");
+    assert_eq!(behind, 5_000.0, "the maximum is the worst shard");
+    let worker = [("WorkerId", "worker-1")];
+    assert_eq!(
+        read_back(&client, &namespace, "CurrentLeases", dims(&worker))
+            .await
+            .map(|(_, max)| max),
+        Some(2.0)
+    );
+    let shard = [
+        ("StreamName", "logs"),
+        ("WorkerId", "worker-1"),
+        ("ShardId", "shardId-000000000001"),
+    ];
+    assert_eq!(
+        read_back(&client, &namespace, "RecordsProcessed", dims(&shard)).await,
+        None,
+        "no per-shard series at summary"
+    );
+}
+
+#[tokio::test]
+async fn detailed_adds_per_shard_statistic_sets() {
+    let client = client().await;
+    let namespace = publish(&client, Level::Detailed).await;
+    let shard = [
+        ("StreamName", "logs"),
+        ("WorkerId", "worker-1"),
+        ("ShardId", "shardId-000000000001"),
+    ];
+    assert_eq!(
+        read_back(&client, &namespace, "RecordsProcessed", dims(&shard)).await,
+        Some((12.0, 12.0))
+    );
+}
+
+#[tokio::test]
+async fn the_connectivity_test_datum_is_stored() {
+    let client = client().await;
+    let namespace = aws::unique_name("KinesisCollectorTest");
+    put_test_datum(&client, &namespace, "worker-9")
+        .await
+        .expect("PutMetricData");
+    let got = read_back(
+        &client,
+        &namespace,
+        "ConnectivityTest",
+        dims(&[("WorkerId", "worker-9")]),
+    )
+    .await;
+    assert_eq!(got, Some((1.0, 1.0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporters_read_the_retention_and_mark_a_shard_falling_behind() {
+    use kinesis_collector::config::Config;
+    use kinesis_collector::kinesis::StreamId;
+    use kinesis_collector::telemetry::behind::StreamRetention;
+
+    let kinesis = aws::kinesis().await;
+    let stream = aws::create_stream(&kinesis, 1).await;
+    let telemetry = Telemetry::new();
+    let shard = telemetry.shard(ShardKey {
+        stream: stream.clone(),
+        region: "us-east-1".into(),
+        shard_id: "shardId-000000000000".into(),
+    });
+    // 13 h behind a 24 h retention: past the default share of 0.5.
+    shard.millis_behind_latest.store(13 * 3_600_000, Relaxed);
+    let config = Config::from_toml("[metrics]\nlevel = \"none\"\n").unwrap();
+    let sources = Sources {
+        telemetry: telemetry.clone(),
+        sink: None,
+        worker_id: "worker-1".into(),
+        failover: Duration::from_secs(10),
+    };
+    let streams = vec![StreamRetention {
+        stream: StreamId::parse(&stream),
+        region: "us-east-1".into(),
+        client: kinesis.clone(),
+    }];
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    kinesis_collector::telemetry::start_exporters(
+        &config,
+        sources,
+        &[],
+        streams,
+        &tracker,
+        cancel.clone(),
+    );
+    aws::wait_for(
+        "the shard marked falling behind",
+        Duration::from_secs(30),
+        || async { shard.falling_behind.load(Relaxed).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        telemetry.retention(&stream, "us-east-1"),
+        Some(Duration::from_secs(24 * 3600))
+    );
+    cancel.cancel();
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .expect("every exporter task stops on cancel");
+}

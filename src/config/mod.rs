@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 pub use problems::{Problem, Problems};
 
 use crate::classify::VpcFlowConfig;
+use crate::collector::{CheckpointConfig, CollectorConfig, ShutdownConfig, Streams};
 use crate::decode::DecodeConfig;
 use crate::kinesis::reader::ReaderConfig;
 use crate::lease::LeaseConfig;
@@ -36,6 +37,14 @@ pub struct Config {
     pub lease: LeaseConfig,
     /// `[reader]`: shard reader pacing and memory bounds.
     pub reader: ReaderConfig,
+    /// `[collector]`: application (lease table) and worker id.
+    pub collector: CollectorConfig,
+    /// `[[streams]]`: the streams to read.
+    pub streams: Streams,
+    /// `[checkpoint]`: how often checkpoints are written.
+    pub checkpoint: CheckpointConfig,
+    /// `[shutdown]`: the drain bound of a clean stop.
+    pub shutdown: ShutdownConfig,
 }
 
 /// A section of the configuration file: its key and its own checks.
@@ -97,6 +106,10 @@ impl Config {
             sink: section(&mut table, &mut problems),
             lease: section(&mut table, &mut problems),
             reader: section(&mut table, &mut problems),
+            collector: section(&mut table, &mut problems),
+            streams: section(&mut table, &mut problems),
+            checkpoint: section(&mut table, &mut problems),
+            shutdown: section(&mut table, &mut problems),
         };
         for key in table.keys() {
             problems.push(key, "unknown section");
@@ -180,7 +193,17 @@ mod tests {
             panic!("config/kinesis-collector.toml is invalid:\n{problems}");
         }
         let table: toml::Table = text.parse().unwrap();
-        for key in ["decode", "vpc_flow", "sink", "lease", "reader"] {
+        for key in [
+            "decode",
+            "vpc_flow",
+            "sink",
+            "lease",
+            "reader",
+            "collector",
+            "streams",
+            "checkpoint",
+            "shutdown",
+        ] {
             assert!(table.contains_key(key), "example config lacks [{key}]");
         }
     }

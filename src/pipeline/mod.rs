@@ -29,8 +29,10 @@ use tracing::{debug, error, info, warn};
 use crate::classify::Classifier;
 use crate::decode::Decoder;
 use crate::event::Class;
+use crate::kinesis::api::{ApiError, GetRecordsError, RecordBatch, StartingPosition};
 use crate::kinesis::reader::{
-    read_shard, ReadEnd, ReadError, ReaderConfig, ShardMessage, ShardRecords, Start, StreamShards,
+    read_shard, ReadEnd, ReadError, ReaderConfig, ShardApi, ShardMessage, ShardRecords, Start,
+    StreamShards,
 };
 use crate::kinesis::{ChildShard, StreamId};
 use crate::lease::coordinator::{HeldLease, LeaseCoordinator};
@@ -150,9 +152,12 @@ pub async fn run_shard(
     info!(checkpoint = %lease.checkpoint, "reading shard");
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let fetch = CancellationToken::new();
-    let api = StreamShards {
-        client: ctx.kinesis.clone(),
-        stream: ctx.stream.clone(),
+    let api = CountingApi {
+        api: StreamShards {
+            client: ctx.kinesis.clone(),
+            stream: ctx.stream.clone(),
+        },
+        metrics: Arc::clone(&metrics),
     };
     let reader = async {
         let result = read_shard(
@@ -174,7 +179,7 @@ pub async fn run_shard(
         coordinator: &coordinator,
         held: &held,
         shard_id: &shard_id,
-        metrics,
+        metrics: Arc::clone(&api.metrics),
         decoder: Decoder::new(&shared.decode, Arc::clone(&shared.classifier)),
         encoder: ctx.encoder.clone(),
         watermark: Watermark::new(),
@@ -199,6 +204,38 @@ pub async fn run_shard(
         }
         Err(_) if end == ShardEnd::LeaseLost => Ok(end),
         Err(err) => Err(read_error(err)),
+    }
+}
+
+/// The shard's Kinesis calls, counting throttles and expired iterators.
+struct CountingApi {
+    api: StreamShards,
+    metrics: Arc<ShardMetrics>,
+}
+
+impl ShardApi for CountingApi {
+    async fn iterator(
+        &self,
+        shard_id: &str,
+        position: &StartingPosition,
+    ) -> Result<String, ApiError> {
+        let result = self.api.iterator(shard_id, position).await;
+        if let Err(ApiError::Throttled(_)) = &result {
+            ShardMetrics::add(&self.metrics.throttles, 1);
+        }
+        result
+    }
+
+    async fn records(&self, iterator: &str, limit: i32) -> Result<RecordBatch, GetRecordsError> {
+        let result = self.api.records(iterator, limit).await;
+        match &result {
+            Err(GetRecordsError::Throttled(_)) => ShardMetrics::add(&self.metrics.throttles, 1),
+            Err(GetRecordsError::ExpiredIterator(_)) => {
+                ShardMetrics::add(&self.metrics.expired_iterators, 1)
+            }
+            _ => {}
+        }
+        result
     }
 }
 

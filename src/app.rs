@@ -31,7 +31,7 @@ use crate::lease::dynamodb::DynamoDbLeaseStore;
 use crate::lease::shard_sync::{multi_stream_keys, sync_shards, LeaseKeys, ShardSyncError};
 use crate::lease::{LeaseError, LeaseStore};
 use crate::pipeline::{run_shard, DeadLetters, ShardEnd, ShardError, Shared, StreamContext};
-use crate::sink::{Encoder, Sink, SinkError};
+use crate::sink::{Encoder, Sink, SinkError, SinkHandle, StatusSnapshot};
 use crate::telemetry::Telemetry;
 
 /// Time allowed, beyond the drain time, for the final checkpoint writes.
@@ -112,6 +112,8 @@ pub struct App {
     config: Config,
     worker_id: String,
     telemetry: Telemetry,
+    ready: CancellationToken,
+    sink: std::sync::OnceLock<SinkHandle>,
 }
 
 /// One region: its coordinator and the streams it reads there.
@@ -136,12 +138,25 @@ impl App {
             config,
             worker_id,
             telemetry: Telemetry::new(),
+            ready: CancellationToken::new(),
+            sink: std::sync::OnceLock::new(),
         })
     }
 
     /// The counters every component updates, for the exporters.
     pub fn telemetry(&self) -> &Telemetry {
         &self.telemetry
+    }
+
+    /// Cancelled once the configuration is loaded, the lease tables answered and
+    /// the coordinators run (systemd's READY=1); the SIEM is not waited for.
+    pub fn ready(&self) -> &CancellationToken {
+        &self.ready
+    }
+
+    /// The sink's connection state and counters, once `run` started it.
+    pub fn sink_status(&self) -> Option<StatusSnapshot> {
+        self.sink.get().map(SinkHandle::status)
     }
 
     /// This worker's id in the lease tables.
@@ -170,6 +185,8 @@ impl App {
         };
         // Never cancelled: the sink is closed (drained) at the end.
         let sink = Sink::start(&config.sink, CancellationToken::new())?;
+        // A second `run` of the same App keeps the first handle: status only.
+        let _ = self.sink.set(sink.handle());
         let shared = Shared {
             classifier,
             decode: config.decode.clone(),
@@ -196,6 +213,7 @@ impl App {
                 return Err(err);
             }
         };
+        self.ready.cancel();
         info!(
             worker_id = %self.worker_id,
             application = %config.collector.application,

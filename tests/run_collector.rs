@@ -23,7 +23,12 @@ async fn one_worker_drains_a_four_shard_stream_each_event_once() {
     let (kinesis, setup, receiver, store) = setup(4).await;
     let want = publish(&kinesis, &setup.stream, 0, 20, 10).await;
     let worker = Worker::start(&setup, "w1");
+    tokio::time::timeout(Duration::from_secs(20), worker.app.ready().cancelled())
+        .await
+        .expect("ready");
     receiver.wait_for_all(&want, Duration::from_secs(30)).await;
+    let status = worker.app.sink_status().expect("sink started");
+    assert!(status.connected, "{status:?}");
     let telemetry = worker.app.telemetry().clone();
     worker.stop().await;
     assert_each_once(&receiver, &want);

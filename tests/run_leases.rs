@@ -117,3 +117,27 @@ async fn a_kcl_2_lease_table_is_taken_over_with_its_checkpoints() {
     assert_eq!(kept.get("leaseOwner"), None, "released");
     aws::delete_stream(&kinesis, &setup.stream).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_streams_share_one_lease_table_with_multi_stream_keys() {
+    let (kinesis, mut setup, receiver, store) = setup(2).await;
+    let other = aws::create_stream(&kinesis, 1).await;
+    setup.more_streams.push(other.clone());
+    let mut want = publish(&kinesis, &setup.stream, 0, 4, 3).await;
+    want.extend(publish(&kinesis, &other, 1000, 4, 3).await);
+    let worker = Worker::start(&setup, "w1");
+    receiver.wait_for_all(&want, Duration::from_secs(30)).await;
+    worker.stop().await;
+    assert_each_once(&receiver, &want);
+    let leases = store.list().await.unwrap();
+    assert_eq!(leases.len(), 3, "{leases:?}");
+    for lease in &leases {
+        // account:stream:creationEpoch:shardId
+        let parts: Vec<&str> = lease.key.split(':').collect();
+        assert_eq!(parts.len(), 4, "{lease:?}");
+        assert!(parts[1] == setup.stream || parts[1] == other, "{lease:?}");
+        assert_eq!(lease.shard_id.as_deref(), Some(parts[3]));
+    }
+    aws::delete_stream(&kinesis, &setup.stream).await;
+    aws::delete_stream(&kinesis, &other).await;
+}

@@ -125,6 +125,8 @@ pub struct Setup {
     pub stream: String,
     pub port: u16,
     pub dead_letter_dir: Option<String>,
+    /// More streams read by the same workers (one lease table: multi-stream keys).
+    pub more_streams: Vec<String>,
 }
 
 pub fn config(setup: &Setup, worker: &str) -> Config {
@@ -140,6 +142,7 @@ application = "{app}"
 worker_id = "{worker}"
 [[streams]]
 name = "{stream}"
+{more}
 [reader]
 poll_interval = "200ms"
 {dead}
@@ -156,6 +159,11 @@ addresses = ["127.0.0.1:{port}"]
 header = "none"
 "#,
         app = setup.application,
+        more = setup
+            .more_streams
+            .iter()
+            .map(|s| format!("[[streams]]\nname = {s:?}\n"))
+            .collect::<String>(),
         stream = setup.stream,
         port = setup.port,
     );
@@ -205,6 +213,7 @@ pub async fn setup(shards: i32) -> (aws_sdk_kinesis::Client, Setup, Receiver, Dy
         stream,
         port,
         dead_letter_dir: None,
+        more_streams: Vec::new(),
     };
     (kinesis, setup, receiver, store)
 }

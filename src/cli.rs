@@ -34,6 +34,13 @@ pub enum LogFormat {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the collector: take shard leases, read the streams, forward every event
+    /// to the SIEM, checkpoint what it acknowledged.
+    ///
+    /// SIGTERM or SIGINT stops cleanly (drain bounded by `shutdown.drain_timeout`,
+    /// final checkpoints, leases released) and exits 0; a second signal exits at
+    /// once with status 130. A fatal error exits 1 with the reason.
+    Run(ConfigArg),
     /// Decode recorded Kinesis data offline and print the events it holds.
     ///
     /// Each FILE is either the raw data of one record (gzip, a CloudWatch Logs
@@ -121,6 +128,7 @@ impl Cli {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
+            Command::Run(args) => cmd::run::run(&args),
             Command::Decode(args) => cmd::decode::run(&args),
             Command::CheckConfig(args) => Ok(cmd::check_config::run(&args)),
             Command::Once(args) => cmd::once::run(&args),

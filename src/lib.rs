@@ -6,7 +6,16 @@
 //!
 //! # Layout
 //! - [`cli`]: command-line flags and subcommands (clap), dispatch to [`cmd`].
-//! - [`cmd`]: one module per subcommand (`decode`, `check-config`, `once`, `status`).
+//! - [`cmd`]: one module per subcommand (`run`, `once`, `status`, `decode`,
+//!   `check-config`).
+//! - [`app`]: the running collector: config → leases → shard tasks → sink,
+//!   supervision and the clean stop.
+//! - [`shutdown`]: SIGTERM / SIGINT → the root cancellation token; a second
+//!   signal exits at once.
+//! - [`collector`]: the `[collector]`, `[[streams]]`, `[checkpoint]` and
+//!   `[shutdown]` sections.
+//! - [`pipeline`]: one shard's task: reader → decode → encode → sink, acks →
+//!   watermark → checkpoints; dead letters.
 //! - [`config`]: the TOML file, read into sections and validated with every problem
 //!   listed; human units for durations and sizes.
 //! - [`event`]: the log event every stage passes on, borrowing from reused buffers.
@@ -27,15 +36,19 @@
 //!   `LeaseStore` trait with DynamoDB and in-memory stores, balancing, the
 //!   coordinator (take / renew / checkpoint / release) and shard sync.
 
+pub mod app;
 pub mod aws;
 pub mod classify;
 pub mod cli;
 pub mod cmd;
+pub mod collector;
 pub mod config;
 pub mod decode;
 pub mod event;
 pub mod format;
 pub mod kinesis;
 pub mod lease;
+pub mod pipeline;
+pub mod shutdown;
 pub mod sink;
 pub mod telemetry;

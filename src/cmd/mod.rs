@@ -3,4 +3,5 @@
 pub mod check_config;
 pub mod decode;
 pub mod once;
+pub mod run;
 pub mod status;

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 pub use problems::{Problem, Problems};
 
 use crate::classify::VpcFlowConfig;
+use crate::collector::{CheckpointConfig, CollectorConfig, ShutdownConfig, Streams};
 use crate::decode::DecodeConfig;
 use crate::kinesis::reader::ReaderConfig;
 use crate::lease::LeaseConfig;
@@ -41,6 +42,14 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[http]`: the Prometheus and health endpoints.
     pub http: HttpConfig,
+    /// `[collector]`: application (lease table) and worker id.
+    pub collector: CollectorConfig,
+    /// `[[streams]]`: the streams to read.
+    pub streams: Streams,
+    /// `[checkpoint]`: how often checkpoints are written.
+    pub checkpoint: CheckpointConfig,
+    /// `[shutdown]`: the drain bound of a clean stop.
+    pub shutdown: ShutdownConfig,
 }
 
 /// A section of the configuration file: its key and its own checks.
@@ -104,6 +113,10 @@ impl Config {
             reader: section(&mut table, &mut problems),
             metrics: section(&mut table, &mut problems),
             http: section(&mut table, &mut problems),
+            collector: section(&mut table, &mut problems),
+            streams: section(&mut table, &mut problems),
+            checkpoint: section(&mut table, &mut problems),
+            shutdown: section(&mut table, &mut problems),
         };
         for key in table.keys() {
             problems.push(key, "unknown section");
@@ -188,7 +201,17 @@ mod tests {
         }
         let table: toml::Table = text.parse().unwrap();
         for key in [
-            "decode", "vpc_flow", "sink", "lease", "reader", "metrics", "http",
+            "decode",
+            "vpc_flow",
+            "sink",
+            "lease",
+            "reader",
+            "collector",
+            "streams",
+            "checkpoint",
+            "shutdown",
+            "metrics",
+            "http",
         ] {
             assert!(table.contains_key(key), "example config lacks [{key}]");
         }

@@ -55,7 +55,7 @@ pub struct ReaderConfig {
     pub poll_interval: Duration,
     /// Most records asked for in one GetRecords call. 1 to 10000; default 10000.
     #[serde(default = "default_max_records")]
-    pub max_records_per_call: u32,
+    pub max_records: u32,
     /// Size one GetRecords answer should have: `Limit` follows the observed record
     /// size (an answer is at most 10 MB). 64 KiB to 10 MiB; default `"2 MiB"`.
     #[serde(
@@ -70,6 +70,11 @@ pub struct ReaderConfig {
         deserialize_with = "units::byte_size"
     )]
     pub max_bytes_in_flight: u64,
+    /// Directory where records that fail to decode are written raw, one file each
+    /// (named by stream, shard and sequence number), before they are skipped.
+    /// Unset: bad records are only logged and counted. Global only (not per stream).
+    #[serde(default)]
+    pub dead_letter_dir: Option<std::path::PathBuf>,
 }
 
 fn default_poll_interval() -> Duration {
@@ -89,9 +94,10 @@ impl Default for ReaderConfig {
     fn default() -> Self {
         ReaderConfig {
             poll_interval: default_poll_interval(),
-            max_records_per_call: default_max_records(),
+            max_records: default_max_records(),
             target_batch_size: default_target_batch_size(),
             max_bytes_in_flight: default_max_bytes_in_flight(),
+            dead_letter_dir: None,
         }
     }
 }
@@ -116,13 +122,10 @@ impl Section for ReaderConfig {
                 ),
             );
         }
-        if !(1..=MAX_GET_RECORDS_LIMIT as u32).contains(&self.max_records_per_call) {
+        if !(1..=MAX_GET_RECORDS_LIMIT as u32).contains(&self.max_records) {
             problems.push(
-                "reader.max_records_per_call",
-                format!(
-                    "{} is out of range: use 1 to 10000",
-                    self.max_records_per_call
-                ),
+                "reader.max_records",
+                format!("{} is out of range: use 1 to 10000", self.max_records),
             );
         }
         if !(64 << 10..=10 << 20).contains(&self.target_batch_size) {
@@ -141,6 +144,16 @@ impl Section for ReaderConfig {
                     "{} bytes is out of range: use 1 MiB to 4 GiB",
                     self.max_bytes_in_flight
                 ),
+            );
+        }
+        if self
+            .dead_letter_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            problems.push(
+                "reader.dead_letter_dir",
+                "is empty: name a directory or leave it unset",
             );
         }
     }
@@ -306,9 +319,7 @@ pub async fn read_shard<A: ShardApi>(
     else {
         return Ok(ReadEnd::Stopped);
     };
-    let max_records = config
-        .max_records_per_call
-        .clamp(1, MAX_GET_RECORDS_LIMIT as u32) as i32;
+    let max_records = config.max_records.clamp(1, MAX_GET_RECORDS_LIMIT as u32) as i32;
     let mut limit = LimitSizer::new(config.target_batch_size, max_records);
     let mut last_handed: Option<String> = None;
     let mut last_call: Option<Instant> = None;

@@ -374,7 +374,7 @@ fn config_is_validated() {
     assert_eq!(config.reader.poll_interval, Duration::from_millis(250));
     assert_eq!(config.reader.max_bytes_in_flight, 8 << 20);
     let problems = Config::from_toml(
-        "[reader]\npoll_interval = \"100ms\"\nmax_records_per_call = 20000\ntarget_batch_size = \"1 KiB\"\nmax_bytes_in_flight = \"8 GiB\"\n",
+        "[reader]\npoll_interval = \"100ms\"\nmax_records = 20000\ntarget_batch_size = \"1 KiB\"\nmax_bytes_in_flight = \"8 GiB\"\n",
     )
     .unwrap_err();
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
@@ -382,7 +382,7 @@ fn config_is_validated() {
         keys,
         [
             "reader.poll_interval",
-            "reader.max_records_per_call",
+            "reader.max_records",
             "reader.target_batch_size",
             "reader.max_bytes_in_flight"
         ],

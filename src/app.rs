@@ -32,7 +32,7 @@ use crate::lease::shard_sync::{multi_stream_keys, sync_shards, LeaseKeys, ShardS
 use crate::lease::{LeaseError, LeaseStore};
 use crate::pipeline::{run_shard, DeadLetters, ShardEnd, ShardError, Shared, StreamContext};
 use crate::sink::{Encoder, Sink, SinkError, SinkHandle, StatusSnapshot};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{self, Telemetry};
 
 /// Time allowed, beyond the drain time, for the final checkpoint writes.
 const CHECKPOINT_GRACE: Duration = Duration::from_secs(10);
@@ -40,6 +40,9 @@ const CHECKPOINT_GRACE: Duration = Duration::from_secs(10);
 /// Why the collector could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// The HTTP endpoints cannot listen.
+    #[error("http.listen: {0}")]
+    Http(std::io::Error),
     /// The configuration lacks what `run` needs.
     #[error("the configuration cannot be run:\n{0}")]
     Config(Problems),
@@ -119,6 +122,9 @@ pub struct App {
 /// One region: its coordinator and the streams it reads there.
 struct Region {
     coordinator: LeaseCoordinator<DynamoDbLeaseStore>,
+    /// The region's name and SDK config (for the CloudWatch publisher).
+    name: String,
+    sdk: aws_config::SdkConfig,
     streams: Vec<Arc<StreamContext>>,
 }
 
@@ -196,6 +202,22 @@ impl App {
             dead_letters,
             checkpoint_interval: config.checkpoint.interval,
         };
+        // Exporters (HTTP endpoints, CloudWatch, falling-behind) run beside the
+        // pipeline and stop after it, so the last interval's figures are sent.
+        let exporters = tokio_util::task::TaskTracker::new();
+        let stop_exporters = CancellationToken::new();
+        let sources = telemetry::Sources {
+            telemetry: self.telemetry.clone(),
+            sink: Some(sink.handle()),
+            worker_id: self.worker_id.clone(),
+            failover: config.lease.failover,
+        };
+        if let Err(err) =
+            telemetry::serve_http(config, sources.clone(), &exporters, stop_exporters.clone()).await
+        {
+            let _ = sink.close(Duration::ZERO).await;
+            return Err(AppError::Http(err));
+        }
         let stop_taking = CancellationToken::new();
         let stop_renewing = CancellationToken::new();
         let mut background: JoinSet<Result<(), AppError>> = JoinSet::new();
@@ -210,10 +232,35 @@ impl App {
                 stop_renewing.cancel();
                 background.shutdown().await;
                 let _ = sink.close(Duration::ZERO).await;
+                stop_exporters.cancel();
+                exporters.close();
+                exporters.wait().await;
                 return Err(err);
             }
         };
+        let cloudwatch: Vec<_> = regions
+            .iter()
+            .map(|r| (r.name.clone(), r.sdk.clone()))
+            .collect();
+        let retention = regions
+            .iter()
+            .flat_map(|r| &r.streams)
+            .map(|s| telemetry::behind::StreamRetention {
+                stream: s.stream.clone(),
+                region: s.region.clone(),
+                client: s.kinesis.clone(),
+            })
+            .collect();
+        telemetry::start_exporters(
+            config,
+            sources,
+            &cloudwatch,
+            retention,
+            &exporters,
+            stop_exporters.clone(),
+        );
         self.ready.cancel();
+        telemetry::notify::ready();
         info!(
             worker_id = %self.worker_id,
             application = %config.collector.application,
@@ -239,6 +286,7 @@ impl App {
             .await;
 
         // Clean stop.
+        telemetry::notify::stopping();
         stop_taking.cancel();
         let drain = config.shutdown.drain_timeout;
         let deadline = Instant::now() + drain;
@@ -277,6 +325,9 @@ impl App {
             }
         }
         self.update_current(&regions);
+        stop_exporters.cancel(); // the publisher sends its last interval
+        exporters.close();
+        exporters.wait().await;
         info!(released = report.released, "collector stopped");
         match failure {
             Some(err) => Err(err),
@@ -331,6 +382,7 @@ impl App {
             }
             let (coordinator, mut events) =
                 LeaseCoordinator::new(store, self.worker_id.clone(), config.lease.clone());
+            coordinator.report_to(Arc::clone(&self.telemetry.leases));
             let (c, stop) = (coordinator.clone(), stop_taking.clone());
             let r = region_name.clone();
             background.spawn(async move {
@@ -369,6 +421,8 @@ impl App {
             });
             regions.push(Region {
                 coordinator,
+                name: region_name,
+                sdk: base,
                 streams: contexts,
             });
         }

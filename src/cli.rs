@@ -39,8 +39,9 @@ pub enum Command {
     ///
     /// SIGTERM or SIGINT stops cleanly (drain bounded by `shutdown.drain_timeout`,
     /// final checkpoints, leases released) and exits 0; a second signal exits at
-    /// once with status 130. A fatal error exits 1 with the reason.
-    Run(ConfigArg),
+    /// once with status 130. A fatal error exits 1 with the reason. `--once` runs
+    /// the connectivity dry run instead (the same as the `once` command).
+    Run(RunArgs),
     /// Decode recorded Kinesis data offline and print the events it holds.
     ///
     /// Each FILE is either the raw data of one record (gzip, a CloudWatch Logs
@@ -58,6 +59,19 @@ pub enum Command {
     /// Show the lease table: per shard its owner, checkpoint, counter and parent,
     /// per worker its lease count, and which leases look stale.
     Status(cmd::status::StatusArgs),
+}
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Do not run: check connectivity once, as `kinesis-collector once` does.
+    #[arg(long)]
+    pub once: bool,
+    /// With `--once`: also send one `[FSM-AWSKinesis]` test event to the SIEM.
+    #[arg(long, requires = "once")]
+    pub send_test_event: bool,
 }
 
 /// `--config FILE`, taken by every command.
@@ -128,7 +142,11 @@ impl Cli {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
-            Command::Run(args) => cmd::run::run(&args),
+            Command::Run(args) if args.once => cmd::once::run(&cmd::once::OnceArgs {
+                config: args.config,
+                send_test_event: args.send_test_event,
+            }),
+            Command::Run(args) => cmd::run::run(&args.config),
             Command::Decode(args) => cmd::decode::run(&args),
             Command::CheckConfig(args) => Ok(cmd::check_config::run(&args)),
             Command::Once(args) => cmd::once::run(&args),

@@ -203,16 +203,14 @@ async fn once_fails_with_the_right_line_for_each_broken_connection() {
     line(&out, "✓ read and decode");
     line(&out, "✓ connect");
 
-    let (code, out) = run(
-        &f,
-        &config(&f.stream, &f.table, closed_port()),
-        &["once"],
-        &[],
-    );
-    assert_eq!(code, 1, "{out}");
-    let l = line(&out, "✗ connect");
-    assert!(l.contains("refused"), "{l}");
-    line(&out, "✓ lease table");
+    // `run --once` is the same dry run.
+    for args in [&["once"][..], &["run", "--once"][..]] {
+        let (code, out) = run(&f, &config(&f.stream, &f.table, closed_port()), args, &[]);
+        assert_eq!(code, 1, "{args:?}: {out}");
+        let l = line(&out, "✗ connect");
+        assert!(l.contains("refused"), "{l}");
+        line(&out, "✓ lease table");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

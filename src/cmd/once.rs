@@ -6,8 +6,8 @@
 //! Exit 0 only if every check passed.
 
 mod kinesis;
-pub mod setup;
 
+use crate::config::Config;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -30,8 +30,6 @@ use crate::lease::dynamodb::DynamoDbLeaseStore;
 use crate::lease::{LeaseError, LeaseStore};
 use crate::sink::{Batch, Encoder, Sink, SinkConfig, SinkHandle, Transport};
 use crate::telemetry::{cloudwatch, Level};
-
-use self::setup::Setup;
 
 /// Arguments of `once`.
 #[derive(Debug, Args)]
@@ -186,7 +184,7 @@ async fn timed<T>(
 
 /// Runs `once`.
 pub fn run(args: &OnceArgs) -> anyhow::Result<ExitCode> {
-    let config = setup::load(&args.config.path())?;
+    let config = Config::load(&args.config.path())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -202,7 +200,7 @@ pub fn run(args: &OnceArgs) -> anyhow::Result<ExitCode> {
 
 /// This worker's id: configured, or the host name (`once` holds no lease, so
 /// it needs no random suffix).
-fn worker_id(config: &Setup) -> String {
+fn worker_id(config: &Config) -> String {
     config
         .collector
         .worker_id
@@ -210,7 +208,7 @@ fn worker_id(config: &Setup) -> String {
         .unwrap_or_else(crate::sink::system_hostname)
 }
 
-async fn check_all(config: &Setup, send_test_event: bool) -> Report {
+async fn check_all(config: &Config, send_test_event: bool) -> Report {
     let mut report = Report::default();
     let worker_id = worker_id(config);
     let classifier = match Classifier::new(&config.vpc_flow) {
@@ -225,7 +223,7 @@ async fn check_all(config: &Setup, send_test_event: bool) -> Report {
             return report;
         }
     };
-    let problems = setup::run_problems(config);
+    let problems = crate::collector::run_problems(config);
     if !problems.is_empty() {
         report.heading("config");
         for problem in problems.iter() {
@@ -346,7 +344,7 @@ async fn check_credentials(
     }
 }
 
-async fn check_lease_table(report: &mut Report, sdk: &SdkConfig, config: &Setup) {
+async fn check_lease_table(report: &mut Report, sdk: &SdkConfig, config: &Config) {
     let table = &config.collector.application;
     if table.is_empty() {
         report.skip("lease table", "collector.application is not set");
@@ -399,7 +397,7 @@ async fn check_lease_table(report: &mut Report, sdk: &SdkConfig, config: &Setup)
     report.outcome(&what, result, took);
 }
 
-async fn check_cloudwatch(report: &mut Report, sdk: &SdkConfig, config: &Setup, worker_id: &str) {
+async fn check_cloudwatch(report: &mut Report, sdk: &SdkConfig, config: &Config, worker_id: &str) {
     const WHAT: &str = "CloudWatch PutMetricData";
     let metrics = &config.metrics;
     if metrics.level == Level::None {
@@ -423,7 +421,7 @@ async fn check_cloudwatch(report: &mut Report, sdk: &SdkConfig, config: &Setup, 
     report.outcome(WHAT, result, took);
 }
 
-async fn check_sink(report: &mut Report, config: &Setup, send_test_event: bool) {
+async fn check_sink(report: &mut Report, config: &Config, send_test_event: bool) {
     let worker_id = worker_id(config);
     let config = &config.sink;
     let cancel = CancellationToken::new();

@@ -3,6 +3,7 @@
 //! counter did not move (their owner stopped renewing: crashed, hung or cut off).
 //! Read-only.
 
+use crate::config::Config;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,7 +11,6 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::once::setup;
 use crate::aws::{sdk_config, AwsTarget};
 use crate::cli::ConfigArg;
 use crate::lease::dynamodb::DynamoDbLeaseStore;
@@ -169,7 +169,7 @@ impl StatusReport {
 /// Runs `status`: one report per region the streams are read in (each region
 /// has its own lease table); `--json` prints them as a JSON array.
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let config = setup::load(&args.config.path())?;
+    let config = Config::load(&args.config.path())?;
     let table = config.collector.application.clone();
     anyhow::ensure!(
         !table.is_empty(),

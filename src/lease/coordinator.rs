@@ -97,6 +97,8 @@ struct Inner<S> {
     tracker: Mutex<ExpiryTracker>,
     events: mpsc::UnboundedSender<LeaseEvent>,
     take_soon: Notify,
+    /// Where to record that the lease table answered (for `/readyz`).
+    telemetry: std::sync::OnceLock<Arc<crate::telemetry::LeaseMetrics>>,
 }
 
 impl<S: LeaseStore> LeaseCoordinator<S> {
@@ -116,6 +118,7 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
             tracker: Mutex::default(),
             events,
             take_soon: Notify::new(),
+            telemetry: std::sync::OnceLock::new(),
         };
         (
             LeaseCoordinator {
@@ -123,6 +126,24 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
             },
             receiver,
         )
+    }
+
+    /// Records in `metrics` the time of every answer of the lease table (listing,
+    /// renewal, or a conditional write refused): `/readyz` reads it. Set once.
+    pub fn report_to(&self, metrics: Arc<crate::telemetry::LeaseMetrics>) {
+        let _ = self.inner.telemetry.set(metrics);
+    }
+
+    /// Notes that the lease table answered just now.
+    fn table_answered(&self) {
+        if let Some(metrics) = self.inner.telemetry.get() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            metrics
+                .last_table_success_ms
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// This worker's id (the `leaseOwner` it writes).
@@ -189,7 +210,10 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
     pub async fn take_round(&self, starting: bool) -> Result<bool, LeaseError> {
         let worker = self.worker_id();
         let leases = match self.inner.store.list().await {
-            Ok(leases) => leases,
+            Ok(leases) => {
+                self.table_answered();
+                leases
+            }
             Err(err) if err.is_transient() => {
                 warn!(worker, error = %err, "listing leases failed; next take round retries");
                 return Ok(false);
@@ -303,10 +327,12 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         }
         match self.inner.store.renew(&lease).await {
             Ok(renewed) => {
+                self.table_answered();
                 *lease = renewed;
                 *held.renewed_at() = Instant::now();
             }
             Err(LeaseError::Lost { reason, .. }) => {
+                self.table_answered();
                 drop(lease);
                 self.lost(held, reason);
             }

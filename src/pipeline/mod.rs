@@ -138,11 +138,14 @@ pub async fn run_shard(
 ) -> Result<ShardEnd, ShardError> {
     let lease = held.lease().await;
     let shard_id = lease.shard_id().to_owned();
-    let metrics = shared.telemetry.shard(crate::telemetry::ShardKey {
+    let key = crate::telemetry::ShardKey {
         stream: ctx.stream.name().to_owned(),
         region: ctx.region.clone(),
         shard_id: shard_id.clone(),
-    });
+    };
+    let metrics = shared.telemetry.shard(key.clone());
+    // However the task ends, the shard's gauges stop being reported as held.
+    let _released = Released(&shared.telemetry, key);
     let read_error = |source| ShardError::Read {
         stream: ctx.stream.to_string(),
         shard_id: shard_id.clone(),
@@ -595,4 +598,13 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Marks a shard's telemetry as no longer held when dropped.
+struct Released<'a>(&'a crate::telemetry::Telemetry, crate::telemetry::ShardKey);
+
+impl Drop for Released<'_> {
+    fn drop(&mut self) {
+        self.0.released(&self.1);
+    }
 }

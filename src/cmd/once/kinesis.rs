@@ -1,6 +1,7 @@
 //! `once`'s Kinesis checks: DescribeStreamSummary, ListShards, then the newest
 //! records of each shard read, decoded and counted per class.
 
+use crate::config::Config;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -9,7 +10,6 @@ use aws_config::SdkConfig;
 
 use super::{timed, Failure, Report, CHECK_TIMEOUT};
 use crate::classify::Classifier;
-use crate::config::Config;
 use crate::decode::Decoder;
 use crate::event::Class;
 use crate::format::Formatter;

@@ -302,3 +302,34 @@ fn default_worker_ids_name_the_host_and_differ() {
     assert!(!host.is_empty());
     assert_eq!(suffix.len(), 6, "{a}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_answer_of_the_table_is_reported_for_readiness() {
+    let store = store_with(2).await;
+    let (coordinator, _events) = LeaseCoordinator::new(store.clone(), "a", config());
+    let metrics = Arc::new(crate::telemetry::LeaseMetrics::default());
+    coordinator.take_round(false).await.unwrap();
+    assert_eq!(
+        metrics
+            .last_table_success_ms
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    coordinator.report_to(Arc::clone(&metrics));
+    coordinator.take_round(false).await.unwrap();
+    let listed = metrics
+        .last_table_success_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(listed > 0, "a listing is an answer");
+    metrics
+        .last_table_success_ms
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    coordinator.renew_round().await;
+    assert!(
+        metrics
+            .last_table_success_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "a renewal is an answer"
+    );
+}

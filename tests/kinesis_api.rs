@@ -15,7 +15,7 @@ use kinesis_collector::kinesis::api::{
 use kinesis_collector::kinesis::StreamId;
 
 /// The first hash key of the upper half of the hash key space (2^127).
-const MID_HASH_KEY: &str = "170141183460469231731687303715884105728";
+use aws::MID_HASH_KEY;
 
 fn data(batch: &RecordBatch) -> Vec<String> {
     batch
@@ -150,15 +150,7 @@ async fn split_shard_ends_its_parent_with_children() {
     aws::put(&client, &name, "0", b"before-1").await;
     aws::put(&client, &name, MID_HASH_KEY, b"before-2").await;
 
-    client
-        .split_shard()
-        .stream_name(&name)
-        .shard_to_split(&parent)
-        .new_starting_hash_key(MID_HASH_KEY)
-        .send()
-        .await
-        .expect("SplitShard");
-    aws::wait_stream_active(&client, &name).await;
+    aws::split_in_half(&client, &name, &parent).await;
 
     let shards = list_shards(&client, &stream, None).await.unwrap();
     assert_eq!(shards.len(), 3, "{shards:?}");

@@ -122,15 +122,7 @@ async fn a_split_parent_is_read_to_its_end() {
     for i in 0..3 {
         aws::put(&client, &name, "0", format!("p{i}").as_bytes()).await;
     }
-    client
-        .split_shard()
-        .stream_name(&name)
-        .shard_to_split(&parent)
-        .new_starting_hash_key("170141183460469231731687303715884105728")
-        .send()
-        .await
-        .unwrap();
-    aws::wait_stream_active(&client, &name).await;
+    aws::split_in_half(&client, &name, &parent).await;
 
     let api = StreamShards {
         client: client.clone(),

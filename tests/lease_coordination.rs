@@ -43,15 +43,7 @@ async fn shard_sync_makes_leases_before_and_after_a_split() {
             .is_empty()
     );
 
-    kinesis
-        .split_shard()
-        .stream_name(&name)
-        .shard_to_split(&parent)
-        .new_starting_hash_key("170141183460469231731687303715884105728")
-        .send()
-        .await
-        .unwrap();
-    aws::wait_stream_active(&kinesis, &name).await;
+    aws::split_in_half(&kinesis, &name, &parent).await;
     let children = sync_shards(&kinesis, &store, &stream, &keys, &Checkpoint::Latest)
         .await
         .unwrap();

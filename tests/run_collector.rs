@@ -215,15 +215,7 @@ async fn after_a_split_and_a_merge_children_follow_their_parents() {
     receiver
         .wait_for_all(&parent_events, Duration::from_secs(30))
         .await;
-    kinesis
-        .split_shard()
-        .stream_name(&setup.stream)
-        .shard_to_split("shardId-000000000000")
-        .new_starting_hash_key("170141183460469231731687303715884105728")
-        .send()
-        .await
-        .unwrap();
-    aws::wait_stream_active(&kinesis, &setup.stream).await;
+    aws::split_in_half(&kinesis, &setup.stream, "shardId-000000000000").await;
     let children_events = publish(&kinesis, &setup.stream, 1000, 4, 5).await;
     receiver
         .wait_for_all(&children_events, Duration::from_secs(30))

@@ -136,6 +136,25 @@ pub async fn create_stream(client: &aws_sdk_kinesis::Client, shards: i32) -> Str
     name
 }
 
+/// The middle of the hash key range: the new starting hash key that splits a shard
+/// covering all of it into two halves.
+pub const MID_HASH_KEY: &str = "170141183460469231731687303715884105728";
+
+/// Splits `shard` of stream `name` at [`MID_HASH_KEY`] and waits until the stream
+/// is active again.
+#[allow(dead_code)] // not every test binary splits shards
+pub async fn split_in_half(client: &aws_sdk_kinesis::Client, name: &str, shard: &str) {
+    client
+        .split_shard()
+        .stream_name(name)
+        .shard_to_split(shard)
+        .new_starting_hash_key(MID_HASH_KEY)
+        .send()
+        .await
+        .expect("SplitShard");
+    wait_stream_active(client, name).await;
+}
+
 /// Waits until the stream is ACTIVE (after a create, split or merge).
 pub async fn wait_stream_active(client: &aws_sdk_kinesis::Client, name: &str) {
     wait_for("stream ACTIVE", Duration::from_secs(20), || async {

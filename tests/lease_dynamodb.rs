@@ -359,3 +359,27 @@ async fn a_hung_table_cannot_hold_a_renewal_past_the_renew_interval() {
     );
     hold.abort();
 }
+
+#[tokio::test]
+async fn the_holders_lag_round_trips_through_renew_and_checkpoint() {
+    let (_client, store) = new_store().await;
+    let lease = Lease::new("shardId-000000000000", Checkpoint::TrimHorizon);
+    store.create(&lease).await.unwrap();
+    let mut held = store.take(&lease, "worker-a").await.unwrap();
+    assert_eq!(held.millis_behind_latest, None);
+    held.millis_behind_latest = Some(86_400_000);
+    let renewed = store.renew(&held).await.unwrap();
+    let read = store.get(&lease.key).await.unwrap().unwrap();
+    assert_eq!(read.millis_behind_latest, Some(86_400_000));
+    let mut next = renewed;
+    next.millis_behind_latest = Some(0);
+    store
+        .checkpoint(&next, &Checkpoint::at("42"), &[])
+        .await
+        .unwrap();
+    let read = store.get(&lease.key).await.unwrap().unwrap();
+    assert_eq!(
+        (read.millis_behind_latest, read.checkpoint.as_str()),
+        (Some(0), "42")
+    );
+}

@@ -48,6 +48,9 @@ pub struct LeaseStatus {
     pub parents: Vec<String>,
     /// Held, and the counter did not move between the two reads.
     pub stale: bool,
+    /// How far behind the stream's tip the holder's reader was at its last renewal
+    /// or checkpoint (MillisBehindLatest); `None` until a collector wrote it.
+    pub millis_behind_latest: Option<u64>,
 }
 
 /// The report of one region's lease table.
@@ -89,6 +92,7 @@ pub fn compare(
             counter: l.counter,
             parents: l.parent_shard_ids.clone(),
             stale: l.owner.is_some() && before.get(l.key.as_str()) == Some(&l.counter),
+            millis_behind_latest: l.millis_behind_latest,
         })
         .collect();
     leases.sort_by(|a, b| a.key.cmp(&b.key));
@@ -124,8 +128,8 @@ impl StatusReport {
         );
         let _ = writeln!(
             out,
-            "{:<28} {:<32} {:>8}  {:<6} {:<24} checkpoint",
-            "shard", "owner", "counter", "state", "parents"
+            "{:<28} {:<32} {:>8}  {:<6} {:>10} {:<24} checkpoint",
+            "shard", "owner", "counter", "state", "behind", "parents"
         );
         for l in &self.leases {
             let state = if l.stale {
@@ -144,13 +148,18 @@ impl StatusReport {
             } else {
                 l.parents.join(",")
             };
+            let behind = l.millis_behind_latest.map_or_else(
+                || "-".to_owned(),
+                |ms| humantime::format_duration(Duration::from_secs(ms / 1000)).to_string(),
+            );
             let _ = writeln!(
                 out,
-                "{:<28} {:<32} {:>8}  {:<6} {:<24} {}",
+                "{:<28} {:<32} {:>8}  {:<6} {:>10} {:<24} {}",
                 l.shard_id,
                 l.owner.as_deref().unwrap_or("-"),
                 l.counter,
                 state,
+                behind,
                 parents,
                 checkpoint
             );
@@ -253,6 +262,7 @@ mod tests {
         ];
         let mut b = lease("b", Some("w2"), 9);
         b.parent_shard_ids = vec!["shardId-0".into()];
+        b.millis_behind_latest = Some(3_723_000);
         let second = [
             lease("a", Some("w1"), 5),
             b,
@@ -275,7 +285,14 @@ mod tests {
         let text = report.to_text();
         assert!(text.contains("STALE"), "{text}");
         assert!(text.contains("shardId-0"), "{text}");
+        let line_b = text.lines().find(|l| l.starts_with("b ")).unwrap();
+        assert!(line_b.contains("1h 2m 3s"), "{line_b}");
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["leases"][0]["stale"], true);
+        assert_eq!(
+            json["leases"][0]["millis_behind_latest"],
+            serde_json::Value::Null
+        );
+        assert_eq!(json["leases"][1]["millis_behind_latest"], 3_723_000);
     }
 }

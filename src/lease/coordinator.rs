@@ -33,6 +33,9 @@ pub struct HeldLease {
     lease: tokio::sync::Mutex<Lease>,
     lost: CancellationToken,
     renewed_at: Mutex<Instant>,
+    /// MillisBehindLatest last reported by the shard's reader (-1: none yet),
+    /// written with the next renewal or checkpoint.
+    lag: std::sync::atomic::AtomicI64,
 }
 
 impl HeldLease {
@@ -45,6 +48,18 @@ impl HeldLease {
     /// the shard's reader selects on it and stops at once.
     pub fn lost(&self) -> &CancellationToken {
         &self.lost
+    }
+
+    /// Records how far behind the stream's tip the reader is; the next renewal or
+    /// checkpoint writes it to the table, where `status` shows it.
+    pub fn report_lag(&self, millis_behind_latest: i64) {
+        self.lag
+            .store(millis_behind_latest, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The lag to write with the next update, if the reader reported one.
+    fn lag(&self) -> Option<u64> {
+        u64::try_from(self.lag.load(std::sync::atomic::Ordering::Relaxed)).ok()
     }
 
     /// The lease as last written by this worker (its checkpoint is where a reader
@@ -267,6 +282,7 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
             lease: tokio::sync::Mutex::new(lease),
             lost: CancellationToken::new(),
             renewed_at: Mutex::new(Instant::now()),
+            lag: std::sync::atomic::AtomicI64::new(-1),
         });
         self.lock_held().insert(held.key.clone(), Arc::clone(&held));
         // A closed receiver means the application is stopping: nothing to tell.
@@ -325,6 +341,7 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         if held.lost.is_cancelled() {
             return;
         }
+        lease.millis_behind_latest = held.lag().or(lease.millis_behind_latest);
         match self.inner.store.renew(&lease).await {
             Ok(renewed) => {
                 self.table_answered();
@@ -368,6 +385,7 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
                 reason: "it was lost or released before this checkpoint".into(),
             });
         }
+        lease.millis_behind_latest = held.lag().or(lease.millis_behind_latest);
         match self
             .inner
             .store

@@ -343,11 +343,14 @@ impl LeaseStore for DynamoDbLeaseStore {
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Lease, LeaseError> {
-        let update = self
-            .client
-            .update_item()
-            .update_expression(format!("SET {} = :next", schema::LEASE_COUNTER));
-        self.conditional(lease, true, update).await
+        let mut expression = format!("SET {} = :next", schema::LEASE_COUNTER);
+        let mut update = self.client.update_item();
+        if let Some(lag) = lease.millis_behind_latest {
+            expression.push_str(&format!(", {} = :lag", schema::MILLIS_BEHIND_LATEST));
+            update = update.expression_attribute_values(":lag", n(lag));
+        }
+        self.conditional(lease, true, update.update_expression(expression))
+            .await
     }
 
     async fn checkpoint(
@@ -372,6 +375,10 @@ impl LeaseStore for DynamoDbLeaseStore {
         if let Some(children) = schema::ss(child_shard_ids) {
             expression.push_str(&format!(", {} = :children", schema::CHILD_SHARD_IDS));
             update = update.expression_attribute_values(":children", children);
+        }
+        if let Some(lag) = lease.millis_behind_latest {
+            expression.push_str(&format!(", {} = :lag", schema::MILLIS_BEHIND_LATEST));
+            update = update.expression_attribute_values(":lag", n(lag));
         }
         expression.push_str(&format!(" REMOVE {PENDING_CHECKPOINT_ATTRIBUTES}"));
         self.conditional(lease, true, update.update_expression(expression))

@@ -118,7 +118,11 @@ impl LeaseStore for MemoryLeaseStore {
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Lease, LeaseError> {
-        self.conditional("UpdateItem", lease, true, |_| {})
+        self.conditional("UpdateItem", lease, true, |current| {
+            if lease.millis_behind_latest.is_some() {
+                current.millis_behind_latest = lease.millis_behind_latest;
+            }
+        })
     }
 
     async fn checkpoint(
@@ -130,6 +134,9 @@ impl LeaseStore for MemoryLeaseStore {
         self.conditional("UpdateItem", lease, true, |current| {
             current.checkpoint = checkpoint.clone();
             current.owner_switches_since_checkpoint = 0;
+            if lease.millis_behind_latest.is_some() {
+                current.millis_behind_latest = lease.millis_behind_latest;
+            }
             if !child_shard_ids.is_empty() {
                 let mut children = child_shard_ids.to_vec();
                 children.sort();

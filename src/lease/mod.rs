@@ -61,6 +61,10 @@ pub struct Lease {
     pub stream_name: Option<String>,
     /// `shardId` (multi-stream mode).
     pub shard_id: Option<String>,
+    /// `millisBehindLatest`: how far behind the stream's tip the holder's reader
+    /// was at its last renewal or checkpoint (this collector's own attribute, for
+    /// `status`; KCL tools ignore it).
+    pub millis_behind_latest: Option<u64>,
 }
 
 impl Lease {
@@ -77,6 +81,7 @@ impl Lease {
             hash_key_range: None,
             stream_name: None,
             shard_id: None,
+            millis_behind_latest: None,
         }
     }
 

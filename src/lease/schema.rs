@@ -38,6 +38,8 @@ pub const ENDING_HASH_KEY: &str = "endingHashKey";
 pub const STREAM_NAME: &str = "streamName";
 /// Multi-stream mode: the shard id (S).
 pub const SHARD_ID: &str = "shardId";
+/// How far behind the tip the holder's reader was (this collector's attribute).
+pub const MILLIS_BEHIND_LATEST: &str = "millisBehindLatest";
 
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;
@@ -95,6 +97,7 @@ pub fn from_item(item: &Item) -> Result<Lease, LeaseError> {
         shard_id: string(item, SHARD_ID)
             .map_err(&malformed)?
             .map(str::to_owned),
+        millis_behind_latest: number(item, MILLIS_BEHIND_LATEST).map_err(&malformed)?,
         key,
     })
 }
@@ -131,6 +134,9 @@ pub fn to_new_item(lease: &Lease) -> Item {
     }
     if let Some(shard) = &lease.shard_id {
         item.insert(SHARD_ID.into(), s(shard));
+    }
+    if let Some(lag) = lease.millis_behind_latest {
+        item.insert(MILLIS_BEHIND_LATEST.into(), n(lag));
     }
     item
 }
@@ -209,6 +215,7 @@ mod tests {
             hash_key_range: Some(("0".into(), "170141183460469231731687303715884105727".into())),
             stream_name: Some("123456789012:fortisiem:1600000000".into()),
             shard_id: Some("shardId-000000000002".into()),
+            millis_behind_latest: Some(1500),
         }
     }
 

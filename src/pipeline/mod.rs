@@ -370,6 +370,7 @@ impl Shard<'_> {
         let m = Arc::clone(&self.metrics);
         if let Some(ms) = millis_behind_latest {
             m.millis_behind_latest.store(ms, Ordering::Relaxed);
+            self.held.report_lag(ms);
         }
         ShardMetrics::add(&m.records, records.len() as u64);
         let mut out = Batch::with_capacity(BATCH_BYTES + 64 * 1024);

@@ -333,3 +333,30 @@ async fn every_answer_of_the_table_is_reported_for_readiness() {
         "a renewal is an answer"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_reported_lag_is_written_with_renewals_and_checkpoints() {
+    let store = store_with(1).await;
+    let (coordinator, mut events) = LeaseCoordinator::new(store.clone(), "a", config());
+    coordinator.take_round(false).await.unwrap();
+    let Some(LeaseEvent::Acquired(held)) = events.recv().await else {
+        panic!("no lease acquired")
+    };
+    let key = held.key().to_owned();
+    coordinator.renew_round().await;
+    let lag = |store: &MemoryLeaseStore| {
+        let store = store.clone();
+        let key = key.clone();
+        async move { store.get(&key).await.unwrap().unwrap().millis_behind_latest }
+    };
+    assert_eq!(lag(&store).await, None, "nothing reported yet");
+    held.report_lag(4_000);
+    coordinator.renew_round().await;
+    assert_eq!(lag(&store).await, Some(4_000));
+    held.report_lag(0);
+    coordinator
+        .checkpoint(&held, &Checkpoint::at("7"), &[])
+        .await
+        .unwrap();
+    assert_eq!(lag(&store).await, Some(0));
+}

@@ -134,18 +134,7 @@ async fn a_restart_resumes_from_the_checkpoints() {
 async fn a_clean_stop_hands_the_shards_over_within_one_take_interval() {
     let (kinesis, setup, receiver, store) = setup(4).await;
     let first = publish(&kinesis, &setup.stream, 0, 8, 5).await;
-    let a = Worker::start(&setup, "a");
-    let b = Worker::start(&setup, "b");
-    // Take interval = 2 × failover = 4 s.
-    aws::wait_for(
-        "both workers hold leases",
-        Duration::from_secs(20),
-        || async {
-            (a.leases() > 0 && b.leases() > 0 && a.leases() + b.leases() == 4).then_some(())
-        },
-    )
-    .await;
-    receiver.wait_for_all(&first, Duration::from_secs(30)).await;
+    let (a, b) = start_pair(&setup, &receiver, &first).await;
     b.stop().await;
     let stopped = tokio::time::Instant::now();
     aws::wait_for(
@@ -171,17 +160,7 @@ async fn a_clean_stop_hands_the_shards_over_within_one_take_interval() {
 async fn a_killed_worker_s_shards_are_taken_after_the_failover_time() {
     let (kinesis, setup, receiver, store) = setup(4).await;
     let first = publish(&kinesis, &setup.stream, 0, 8, 5).await;
-    let a = Worker::start(&setup, "a");
-    let b = Worker::start(&setup, "b");
-    aws::wait_for(
-        "both workers hold leases",
-        Duration::from_secs(20),
-        || async {
-            (a.leases() > 0 && b.leases() > 0 && a.leases() + b.leases() == 4).then_some(())
-        },
-    )
-    .await;
-    receiver.wait_for_all(&first, Duration::from_secs(30)).await;
+    let (a, b) = start_pair(&setup, &receiver, &first).await;
     // Killed: no drain, no final checkpoint, no release.
     b.task.abort();
     let killed = tokio::time::Instant::now();
@@ -269,4 +248,22 @@ fn run_refuses_a_config_without_streams_with_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("streams"), "{stderr}");
+}
+
+/// Starts workers `a` and `b`, waits until they split the 4 shards between them
+/// (within one take interval, 2 × failover = 4 s, plus slack) and until `first`
+/// was delivered.
+async fn start_pair(setup: &Setup, receiver: &Receiver, first: &BTreeSet<u64>) -> (Worker, Worker) {
+    let a = Worker::start(setup, "a");
+    let b = Worker::start(setup, "b");
+    aws::wait_for(
+        "both workers hold leases",
+        Duration::from_secs(20),
+        || async {
+            (a.leases() > 0 && b.leases() > 0 && a.leases() + b.leases() == 4).then_some(())
+        },
+    )
+    .await;
+    receiver.wait_for_all(first, Duration::from_secs(30)).await;
+    (a, b)
 }

@@ -25,6 +25,14 @@ use tracing::{debug, error, info, warn};
 use super::balance::{plan_take, ExpiryTracker, TakeRules};
 use super::{Checkpoint, Lease, LeaseConfig, LeaseError, LeaseStore};
 
+/// The longest wait before a follow-up take round: after a starting worker left
+/// free leases for later (it takes half per round, see [`TakeRules::starting`]) or
+/// lost a race for one. A second is ample for a worker started at the same moment
+/// to list the table and take its leases, which the follow-up round then sees, and
+/// short enough that a lone worker reads all its shards within a few seconds
+/// (8 shards: 4, then 6, 7 and 8 a second apart).
+const FOLLOW_UP_WAIT: Duration = Duration::from_secs(1);
+
 /// A lease this worker holds. Cloned as `Arc` between the coordinator and the
 /// shard's reader.
 #[derive(Debug)]
@@ -191,9 +199,10 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         self.inner.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The take loop: a round at once, then every take interval (after a renew
-    /// interval when free leases were left for later or another worker won a
-    /// lease, or at once on [`take_soon`](Self::take_soon)), until `cancel`.
+    /// The take loop: a round at once, then every take interval (after
+    /// [`FOLLOW_UP_WAIT`] or a renew interval, the shorter, when free leases were
+    /// left for later or another worker won a lease, or at once on
+    /// [`take_soon`](Self::take_soon)), until `cancel`.
     /// Returns an error only when the table cannot be read for a reason retrying
     /// will not fix.
     pub async fn run_taker(&self, cancel: CancellationToken) -> Result<(), LeaseError> {
@@ -205,7 +214,7 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
             let starting = started.elapsed() < self.inner.config.take_interval();
             let more_soon = self.take_round(starting).await?;
             let wait = if more_soon {
-                self.inner.config.renew_interval()
+                self.inner.config.renew_interval().min(FOLLOW_UP_WAIT)
             } else {
                 self.inner.config.take_interval()
             };

@@ -1,6 +1,6 @@
 //! CloudWatch PutMetricData against moto: the publisher's statistic sets read back
 //! with GetMetricStatistics, with the dimensions of each level; the `once` test
-//! datum.
+//! datum; data kept through a failed send.
 
 mod common {
     pub mod aws;
@@ -227,4 +227,125 @@ async fn exporters_read_the_retention_and_mark_a_shard_falling_behind() {
     tokio::time::timeout(Duration::from_secs(5), tracker.wait())
         .await
         .expect("every exporter task stops on cancel");
+}
+
+/// A TCP front for moto that drops every connection until `open` is set, then
+/// passes connections through; counts the connections it dropped.
+struct Gate {
+    address: String,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    async fn start(upstream: String) -> Gate {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let open = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (gate_open, gate_dropped) = (Arc::clone(&open), Arc::clone(&dropped));
+        let task = tokio::spawn(async move {
+            let mut passing = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !gate_open.load(Relaxed) {
+                    gate_dropped.fetch_add(1, Relaxed);
+                    drop(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                passing.spawn(async move {
+                    let mut server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        Gate {
+            address,
+            open,
+            dropped,
+            task,
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn metrics_that_could_not_be_sent_go_with_the_next_interval() {
+    let reader = client().await;
+    let moto = std::env::var("AWS_ENDPOINT_URL_CLOUDWATCH").expect("emulator env");
+    let gate = Gate::start(moto.trim_start_matches("http://").to_owned()).await;
+    // One attempt per call: a dropped connection fails the whole PutMetricData, so
+    // only the publisher's own keeping can bring that interval's data through.
+    let publisher_client = aws_sdk_cloudwatch::Client::from_conf(
+        aws_sdk_cloudwatch::config::Builder::from(&aws::config().await)
+            .endpoint_url(&gate.address)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let namespace = aws::unique_name("KinesisCollectorTest");
+    let telemetry = Telemetry::new();
+    let shard = telemetry.shard(ShardKey {
+        stream: "logs".into(),
+        region: "us-east-1".into(),
+        shard_id: "shardId-000000000000".into(),
+    });
+    let sources = Sources {
+        telemetry: telemetry.clone(),
+        sink: None,
+        worker_id: "worker-1".into(),
+        failover: Duration::from_secs(10),
+    };
+    let config = MetricsConfig {
+        level: Level::Summary,
+        namespace: namespace.clone(),
+        interval: Duration::from_secs(1),
+        ..MetricsConfig::default()
+    };
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    Publisher::spawn(
+        &config,
+        sources,
+        vec![("us-east-1".into(), publisher_client)],
+        &tracker,
+        cancel.clone(),
+    );
+    ShardMetrics::add(&shard.records, 30);
+    aws::wait_for(
+        "a failed PutMetricData",
+        Duration::from_secs(20),
+        || async { (gate.dropped.load(Relaxed) > 0).then_some(()) },
+    )
+    .await;
+    gate.open.store(true, Relaxed);
+    ShardMetrics::add(&shard.records, 12);
+    let stream = dims(&STREAM);
+    let got = aws::wait_for(
+        "both intervals' records in CloudWatch",
+        Duration::from_secs(20),
+        || async {
+            read_back(&reader, &namespace, "RecordsProcessed", stream.clone())
+                .await
+                .filter(|(sum, _)| *sum >= 42.0)
+        },
+    )
+    .await;
+    assert_eq!(
+        got,
+        (42.0, 30.0),
+        "the failed interval's 30 records were kept and sent later, beside the next 12"
+    );
+    cancel.cancel();
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(20), tracker.wait())
+        .await
+        .expect("the publisher stops");
 }

@@ -61,8 +61,12 @@ fn make_pki(dir: &Path, name: &str) -> Pki {
 }
 
 fn tls_config(address: &str, ca: &Path, extra: &str) -> String {
+    transport_config("tls", address, ca, extra)
+}
+
+fn transport_config(transport: &str, address: &str, ca: &Path, extra: &str) -> String {
     format!(
-        "transport = \"tls\"\naddresses = [\"{address}\"]\nreconnect_min = \"50ms\"\nreconnect_max = \"200ms\"\n[tls]\nca_file = \"{}\"\n{extra}",
+        "transport = \"{transport}\"\naddresses = [\"{address}\"]\nreconnect_min = \"50ms\"\nreconnect_max = \"200ms\"\n[tls]\nca_file = \"{}\"\n{extra}",
         ca.display()
     )
 }
@@ -152,6 +156,50 @@ async fn tls_delivers_to_rsyslog_and_refuses_a_wrong_ca_or_name() {
             rs.raw_lines().len(),
             3,
             "{driver}: nothing arrives over a refused handshake"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relp_over_mutual_tls_delivers_to_rsyslog_and_refuses_a_wrong_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = make_pki(dir.path(), "good");
+    let other = make_pki(dir.path(), "other");
+    for tls_lib in ["gnutls", "openssl"] {
+        let rs = Rsyslog::start(Input::RelpTls {
+            tls_lib,
+            ca: good.ca.clone(),
+            cert: good.cert.clone(),
+            key: good.key.clone(),
+        });
+        let addr = rs.address();
+        let body = format!("relp over {tls_lib}");
+        let client = format!(
+            "cert_file = \"{}\"\nkey_file = \"{}\"",
+            good.client_cert.display(),
+            good.client_key.display()
+        );
+        deliver(
+            &transport_config("relp-tls", &addr, &good.ca, &client),
+            &body,
+        )
+        .await;
+        let lines = tokio::task::block_in_place(|| rs.wait_raw(1, WAIT));
+        assert_eq!(
+            lines,
+            [format!(
+                "<134>2021-04-27T15:40:50.000Z [FSM-AWSKinesis] {body}"
+            )]
+        );
+        refused(
+            &transport_config("relp-tls", &addr, &other.ca, &client),
+            "UnknownIssuer",
+        )
+        .await;
+        assert_eq!(
+            rs.raw_lines().len(),
+            1,
+            "{tls_lib}: nothing arrives over a refused handshake"
         );
     }
 }

@@ -28,7 +28,7 @@ use crate::cli::ConfigArg;
 use crate::event::{Classification, Event, Origin};
 use crate::lease::dynamodb::DynamoDbLeaseStore;
 use crate::lease::{LeaseError, LeaseStore};
-use crate::sink::{Batch, Encoder, Sink, SinkConfig, SinkHandle, Transport};
+use crate::sink::{Batch, Encoder, Sink, SinkConfig, SinkHandle};
 use crate::telemetry::{cloudwatch, Level};
 
 /// Arguments of `once`.
@@ -442,7 +442,7 @@ async fn check_sink(report: &mut Report, config: &Config, send_test_event: bool)
     let status = handle.status();
     if connected {
         let to = status.address.unwrap_or_else(|| "stdout".into());
-        let tls = if config.transport == Transport::Tls {
+        let tls = if config.transport.uses_tls() {
             ", TLS handshake done"
         } else {
             ""

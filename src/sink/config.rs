@@ -21,6 +21,9 @@ pub enum Transport {
     Udp,
     /// RELP, rsyslog's Reliable Event Logging Protocol: acknowledged by the receiver.
     Relp,
+    /// RELP over TLS (rsyslog's imrelp with `tls="on"`), with the `tls` settings.
+    #[serde(rename = "relp-tls")]
+    RelpTls,
     /// Standard output, one event per line: for trying the collector out.
     #[default]
     Stdout,
@@ -34,6 +37,7 @@ impl Transport {
             Transport::Tls => "tls",
             Transport::Udp => "udp",
             Transport::Relp => "relp",
+            Transport::RelpTls => "relp-tls",
             Transport::Stdout => "stdout",
         }
     }
@@ -41,6 +45,11 @@ impl Transport {
     /// Whether the transport is a byte stream that needs `framing`.
     pub fn is_stream(self) -> bool {
         matches!(self, Transport::Tcp | Transport::Tls | Transport::Stdout)
+    }
+
+    /// Whether the transport runs over TLS (and takes the `tls` settings).
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::RelpTls)
     }
 }
 
@@ -182,7 +191,7 @@ pub struct SinkConfig {
     /// names are resolved again at every connect.
     #[serde(default)]
     pub addresses: Vec<String>,
-    /// `tcp`, `tls`, `udp`, `relp` or `stdout`.
+    /// `tcp`, `tls`, `udp`, `relp`, `relp-tls` or `stdout`.
     #[serde(default)]
     pub transport: Transport,
     /// `octet-counting` or `newline`, for `tcp`, `tls` and `stdout`. Default:
@@ -295,7 +304,7 @@ impl SinkConfig {
     /// Datagram and RELP messages carry their own length and need none.
     pub fn effective_framing(&self) -> Option<Framing> {
         match self.transport {
-            Transport::Udp | Transport::Relp => None,
+            Transport::Udp | Transport::Relp | Transport::RelpTls => None,
             Transport::Tls => Some(self.framing.unwrap_or(Framing::OctetCounting)),
             Transport::Tcp | Transport::Stdout => Some(self.framing.unwrap_or(Framing::Newline)),
         }
@@ -331,11 +340,11 @@ impl Section for SinkConfig {
                 format!("transport {t:?} frames each message itself: remove framing"),
             );
         }
-        if self.transport != Transport::Tls {
+        if !self.transport.uses_tls() {
             for key in self.tls.set_keys() {
                 problems.push(
                     format!("sink.tls.{key}"),
-                    format!("only used with transport \"tls\", not {t:?}"),
+                    format!("only used with transport \"tls\" or \"relp-tls\", not {t:?}"),
                 );
             }
         }
@@ -486,6 +495,20 @@ mod tests {
         let udp: SinkConfig =
             toml::from_str("addresses = [\"h:514\"]\ntransport = \"udp\"").unwrap();
         assert_eq!(udp.effective_framing(), None);
+    }
+
+    #[test]
+    fn relp_tls_takes_the_tls_settings_and_no_framing() {
+        let text =
+            "addresses = [\"h:2514\"]\ntransport = \"relp-tls\"\n[tls]\nserver_name = \"siem\"";
+        let relp_tls: SinkConfig = toml::from_str(text).unwrap();
+        assert_eq!(relp_tls.transport, Transport::RelpTls);
+        assert_eq!(relp_tls.effective_framing(), None);
+        assert!(problems(text).is_empty(), "{:?}", problems(text));
+        let plain = text.replace("relp-tls", "relp");
+        assert_eq!(problems(&plain), ["sink.tls.server_name"]);
+        let framed = format!("framing = \"newline\"\n{text}");
+        assert_eq!(problems(&framed), ["sink.framing"]);
     }
 
     #[test]

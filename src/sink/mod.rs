@@ -212,7 +212,7 @@ impl Sink {
     /// settings that cannot be used (unreadable or empty certificate files).
     pub fn start(config: &SinkConfig, cancel: CancellationToken) -> Result<Sink, SinkError> {
         let tls = match config.transport {
-            Transport::Tls => Some(tls::client_config(&config.tls)?),
+            Transport::Tls | Transport::RelpTls => Some(tls::client_config(&config.tls)?),
             _ => None,
         };
         let queue_bytes = u32::try_from(config.queue_bytes).unwrap_or(u32::MAX);
@@ -313,7 +313,7 @@ async fn run(mut ctx: TaskContext) {
         Transport::Tcp | Transport::Tls | Transport::Stdout => {
             stream::run(&mut ctx, &mut queue).await
         }
-        Transport::Relp => relp::run(&mut ctx, &mut queue).await,
+        Transport::Relp | Transport::RelpTls => relp::run(&mut ctx, &mut queue).await,
         Transport::Udp => udp::run(&mut ctx, &mut queue).await,
     }
     // Whatever is left is unacknowledged: dropping it resolves its Acks to Err.

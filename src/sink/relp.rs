@@ -1,6 +1,7 @@
-//! RELP client (rsyslog's Reliable Event Logging Protocol, over TCP): every event is
-//! a `syslog` frame that the receiver's application answers with `rsp 200`, so a
-//! batch is acknowledged only once the receiver has taken all of its events.
+//! RELP client (rsyslog's Reliable Event Logging Protocol, over TCP, or over TLS
+//! for `relp-tls`): every event is a `syslog` frame that the receiver's
+//! application answers with `rsp 200`, so a batch is acknowledged only once the
+//! receiver has taken all of its events.
 //! No maintained Rust crate speaks RELP; the protocol is small:
 //! `TXNR SP COMMAND SP DATALEN [SP DATA] LF`, an `open` offer first, `close` last.
 
@@ -12,7 +13,7 @@ use tracing::warn;
 
 use super::connect::{after_failure, connect, Backoff, Rotation};
 use super::queue::Queue;
-use super::stream::plain_split;
+use super::stream::relp_split;
 use super::TaskContext;
 
 /// Transaction numbers run from 1 to this, then wrap to 1 (RFC-style RELP spec).
@@ -119,8 +120,14 @@ struct Session {
     fd: std::os::fd::RawFd,
 }
 
-async fn open(c: super::connect::Connected) -> Result<Session, String> {
-    let (mut reader, mut writer, fd) = plain_split(c);
+/// TLS client configuration and settings, for `relp-tls`.
+type Tls = Option<(
+    std::sync::Arc<rustls::ClientConfig>,
+    super::config::TlsConfig,
+)>;
+
+async fn open(c: super::connect::Connected, tls: Tls) -> Result<Session, String> {
+    let (mut reader, mut writer, fd) = relp_split(c, tls).await?;
     let offer = format!(
         "relp_version=0\nrelp_software=kinesis-collector,{},https://github.com/kinesis-collector\ncommands=syslog",
         env!("CARGO_PKG_VERSION")
@@ -179,8 +186,12 @@ pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
                 return;
             }
         }
-        let Some((session, label, index)) = connect(ctx, queue, &mut backoff, rotation, open).await
-        else {
+        let tls: Tls = ctx
+            .tls
+            .clone()
+            .map(|config| (config, ctx.config.tls.clone()));
+        let connected = connect(ctx, queue, &mut backoff, rotation, |c| open(c, tls.clone())).await;
+        let Some((session, label, index)) = connected else {
             return;
         };
         match run_session(ctx, queue, session).await {

@@ -342,9 +342,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
-/// Used by the RELP client, which runs over the same TCP connections.
-pub(crate) fn plain_split(c: Connected) -> (Reader, Writer, RawFd) {
-    let conn = plain(c);
+/// Used by the RELP client, which runs over the same connections: plain TCP, or
+/// TLS with `tls` (the client configuration built at start, and the settings).
+pub(crate) async fn relp_split(
+    c: Connected,
+    tls: Option<(Arc<rustls::ClientConfig>, super::config::TlsConfig)>,
+) -> Result<(Reader, Writer, RawFd), String> {
+    let conn = match tls {
+        Some((config, settings)) => tls_handshake(c, config, settings).await?,
+        None => plain(c),
+    };
     let fd = conn.fd.expect("tcp has a socket");
-    (conn.reader.expect("tcp has a read side"), conn.writer, fd)
+    Ok((conn.reader.expect("tcp has a read side"), conn.writer, fd))
 }

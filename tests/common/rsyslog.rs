@@ -23,6 +23,15 @@ pub enum Input {
     },
     /// imrelp.
     Relp,
+    /// imrelp with TLS (`tls="on"`) through librelp's `tls_lib` (`gnutls` or
+    /// `openssl`), presenting `cert`. librelp has no anonymous mode once it has a
+    /// certificate: clients must present one from `ca` naming `collector-1`.
+    RelpTls {
+        tls_lib: &'static str,
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    },
     /// imudp.
     Udp,
 }
@@ -120,6 +129,20 @@ impl Rsyslog {
             ),
             Input::Relp => format!(
                 "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"r\" maxDataSize=\"300k\")"
+            ),
+            Input::RelpTls {
+                tls_lib,
+                ca,
+                cert,
+                key,
+            } => format!(
+                "module(load=\"imrelp\" tls.tlslib=\"{tls_lib}\")\n\
+                 input(type=\"imrelp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"r\" maxDataSize=\"300k\" \
+                 tls=\"on\" tls.caCert=\"{}\" tls.myCert=\"{}\" tls.myPrivKey=\"{}\" \
+                 tls.authMode=\"name\" tls.permittedPeer=[\"collector-1\"])",
+                ca.display(),
+                cert.display(),
+                key.display()
             ),
             Input::Udp => format!(
                 "module(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"r\")"

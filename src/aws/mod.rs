@@ -5,9 +5,18 @@
 //! shared config and credentials files with profiles, `credential_process`, SSO, web
 //! identity, ECS, IMDS), so operators configure the collector as any AWS tool, and
 //! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` point it at local emulators with
-//! no code change. `HTTPS_PROXY` / `NO_PROXY` are honoured by the SDK's default HTTPS
-//! client (behavior version 2025-08-07 and later). A stream may name its own region
-//! and a role to assume (another account's stream).
+//! no code change. A stream may name its own region and a role to assume (another
+//! account's stream).
+//!
+//! Proxies need no code either: the SDK's default HTTP client (hyper 1 with rustls,
+//! behavior version 2025-08-07 and later) reads `HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY` and `NO_PROXY` (and their lower-case forms) from the environment, as
+//! curl does: `https://` endpoints (AWS) through `HTTPS_PROXY` with a CONNECT
+//! tunnel, `http://` endpoints (instance metadata, emulators) through `HTTP_PROXY`
+//! in absolute form; `NO_PROXY` takes names (with their subdomains), IP addresses
+//! and CIDR ranges, no ports, and nothing is bypassed implicitly (not even
+//! 127.0.0.1). That holds for every client built from [`sdk_config`], STS and
+//! instance metadata included; `tests/aws_proxy.rs` checks it end to end.
 
 pub mod backoff;
 pub mod error;

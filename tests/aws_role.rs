@@ -1,9 +1,10 @@
-//! `role_arn` on a stream: the `kinesis-collector run` binary assumes the role
-//! through STS (moto) and reads the stream as that role, while its lease table
-//! stays with its own credentials. A recording forward proxy (`HTTP_PROXY`; the
-//! emulators speak plain HTTP) shows the signatures: every Kinesis call is signed
-//! with an access key that moto's AssumeRole answered, every DynamoDB call with
-//! the collector's own key.
+//! `role_arn` on a stream named by its ARN (another account's stream): the
+//! `kinesis-collector run` binary assumes the role through STS (moto) and reads
+//! the stream as that role in the ARN's region, while its lease table stays with
+//! its own credentials. A recording forward proxy (`HTTP_PROXY`; the emulators
+//! speak plain HTTP) shows the signatures: every Kinesis call is signed with an
+//! access key that moto's AssumeRole answered, every DynamoDB call with the
+//! collector's own key, all for the ARN's region.
 //!
 //! moto's STS lets anyone assume any role unless its IAM authorization is on, so
 //! the refused role runs against a moto of the test's own with authorization on
@@ -27,6 +28,7 @@ use common::aws;
 use common::collector::{assert_each_once, publish, Receiver};
 use common::collector_process::{config_text, CollectorProcess};
 use common::forward_proxy::{Exchange, ForwardProxy};
+use kinesis_collector::aws::{sdk_config, AwsTarget};
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/kinesis-collector-reader";
 
@@ -44,14 +46,32 @@ fn answered_key(exchange: &Exchange) -> Option<String> {
     Some(body[start..end].to_owned())
 }
 
+/// Another account's stream as operators configure it: named by its ARN, whose
+/// region (us-west-2, not the environment's us-east-1) is where it is read, the
+/// role assumed and the lease table kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_with_role_arn_is_read_with_the_assumed_role_s_keys() {
-    let kinesis = aws::kinesis().await;
+    aws::ensure_emulators();
+    let west = AwsTarget {
+        region: Some("us-west-2".into()),
+        ..AwsTarget::default()
+    };
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk_config(&west, "t").await.unwrap());
     let stream = aws::create_stream(&kinesis, 2).await;
+    let arn = kinesis
+        .describe_stream_summary()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary()
+        .unwrap()
+        .stream_arn()
+        .to_owned();
     let (receiver, port) = Receiver::start().await;
     let config = config_text(
         &aws::unique_name("role-app"),
-        &format!("[[streams]]\nname = \"{stream}\"\nrole_arn = \"{ROLE}\"\n"),
+        &format!("[[streams]]\nname = \"{arn}\"\nrole_arn = \"{ROLE}\"\n"),
         port,
     );
     let proxy = ForwardProxy::start().await;
@@ -104,6 +124,14 @@ async fn a_stream_with_role_arn_is_read_with_the_assumed_role_s_keys() {
             "Kinesis call signed with {key}, not the role's {assumed_keys:?}: {exchange:?}"
         );
         assert!(exchange.headers.contains_key("x-amz-security-token"));
+    }
+    // All in the ARN's region.
+    for exchange in &exchanges {
+        assert_eq!(
+            exchange.signing_region().as_deref(),
+            Some("us-west-2"),
+            "{exchange:?}"
+        );
     }
     // The lease table (DynamoDB) with the collector's own key.
     let dynamodb_calls: Vec<&Exchange> = exchanges

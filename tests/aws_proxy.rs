@@ -8,7 +8,8 @@
 //! `https://` endpoints (AWS) use `HTTPS_PROXY`, tunnelled with CONNECT; the
 //! HTTPS case runs against a TLS front of the test's own (a CA made at test time,
 //! trusted through `SSL_CERT_FILE`) before kinesis-local. `NO_PROXY` entries
-//! bypass the proxy; 127.0.0.1 is not bypassed unless listed.
+//! bypass the proxy; 127.0.0.1 is not bypassed unless listed. A user and password
+//! in the proxy URL (percent-encoded) become Basic proxy authorization.
 
 mod common {
     pub mod aws;
@@ -75,9 +76,11 @@ async fn plain_http_endpoints_use_http_proxy_and_no_proxy_bypasses_it() {
     let proxy = ForwardProxy::start().await;
     let url = proxy.url();
 
-    // HTTP_PROXY: every call to both emulators goes through the proxy.
+    // HTTP_PROXY: every call to both emulators goes through the proxy, with the
+    // URL's user and password as Basic proxy authorization.
     let first = publish(&kinesis, &stream, 0, 4, 5).await;
-    run_until_delivered(&config, &[("HTTP_PROXY", &url)], &receiver, &first).await;
+    let with_user = url.replace("http://", "http://collector:s3cret%21@");
+    run_until_delivered(&config, &[("HTTP_PROXY", &with_user)], &receiver, &first).await;
     let through = proxy.exchanges();
     let operations = |port: u16| -> BTreeSet<String> {
         through
@@ -107,6 +110,11 @@ async fn plain_http_endpoints_use_http_proxy_and_no_proxy_bypasses_it() {
             "{exchange:?}"
         );
         assert!(!exchange.status.is_server_error(), "{exchange:?}");
+        assert_eq!(
+            exchange.headers.get("proxy-authorization").unwrap(),
+            &basic_auth("collector:s3cret!"),
+            "{exchange:?}"
+        );
     }
     eprintln!(
         "through the proxy: {} calls ({} to kinesis-local)",
@@ -151,7 +159,7 @@ async fn https_endpoints_are_tunnelled_through_https_proxy_unless_no_proxy() {
     let endpoint = format!("https://127.0.0.1:{}", front.port);
     let ca = front.ca.display().to_string();
     let proxy = ForwardProxy::start().await;
-    let url = proxy.url();
+    let url = proxy.url().replace("http://", "http://collector:s3cret@");
     let https = [
         ("AWS_ENDPOINT_URL_KINESIS", endpoint.as_str()),
         ("SSL_CERT_FILE", ca.as_str()),
@@ -170,6 +178,11 @@ async fn https_endpoints_are_tunnelled_through_https_proxy_unless_no_proxy() {
         assert_eq!(exchange.authority, target, "{exchange:?}");
         // A tunnel: the proxy never sees the signed request.
         assert!(exchange.access_key_id().is_none(), "{exchange:?}");
+        assert_eq!(
+            exchange.headers.get("proxy-authorization").unwrap(),
+            &basic_auth("collector:s3cret"),
+            "{exchange:?}"
+        );
     }
     let tls_connections = front.accepted();
     assert!(tls_connections >= through.len(), "{tls_connections}");
@@ -189,6 +202,13 @@ async fn https_endpoints_are_tunnelled_through_https_proxy_unless_no_proxy() {
     let all: BTreeSet<u64> = first.union(&second).copied().collect();
     assert_each_once(&receiver, &all);
     aws::delete_stream(&kinesis, &stream).await;
+}
+
+/// The `Proxy-Authorization` value for `user:password`.
+fn basic_auth(user_password: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(user_password);
+    format!("Basic {encoded}")
 }
 
 /// A TLS endpoint before a plain-TCP origin on 127.0.0.1 (kinesis-local), with a

@@ -7,11 +7,13 @@
 //! error (no permission, no such stream, a bad request) stops the work with its
 //! reason instead of retrying forever.
 
+use std::error::Error;
 use std::fmt;
 
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// What a caller does about a failed AWS call.
@@ -45,7 +47,7 @@ pub struct AwsError {
     pub class: ErrorClass,
     /// The service's error code, e.g. `AccessDeniedException`, when it sent one.
     pub code: Option<String>,
-    /// The error and its causes, one line.
+    /// The error and its causes, one line (see [`describe`]).
     pub message: String,
 }
 
@@ -59,7 +61,7 @@ impl AwsError {
             operation,
             class: classify(err),
             code: err.code().map(str::to_owned),
-            message: DisplayErrorContext(err).to_string(),
+            message: describe(err),
         }
     }
 
@@ -67,6 +69,66 @@ impl AwsError {
     pub fn is_retryable(&self) -> bool {
         self.class != ErrorClass::Fatal
     }
+}
+
+/// Longest part of an unreadable error answer's body that [`describe`] shows.
+const BODY_SHOWN: usize = 300;
+
+/// An SDK error on one line, as an operator reads it: the service's error code and
+/// message (also for codes the operation does not model, such as STS's
+/// `AccessDenied`, which the SDK's own text reduces to "unhandled error"); an answer
+/// without a readable error code (a proxy's error page, say) as its HTTP status and
+/// the start of its body; any other failure as its chain of causes, including why
+/// credentials could not be had. Never the SDK's debug dump of the whole response.
+pub fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    match err {
+        SdkError::ServiceError(context) => service_error(context.err(), context.raw()),
+        other => causes(other),
+    }
+}
+
+fn service_error<E: ProvideErrorMetadata>(err: &E, raw: &HttpResponse) -> String {
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => format!("{code} (HTTP {})", raw.status().as_u16()),
+        (None, _) => {
+            let body = raw.body().bytes().unwrap_or_default();
+            let body = String::from_utf8_lossy(&body[..body.len().min(BODY_SHOWN)]);
+            let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            format!(
+                "HTTP {} without an error code: {body:?}",
+                raw.status().as_u16()
+            )
+        }
+    }
+}
+
+/// `err` and its sources, `: `-separated; a failed STS call among them (the
+/// credentials of an assumed role or of web identity) as [`describe`] shows it.
+pub fn causes(err: &(dyn Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(sts) = cause.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>() {
+            parts.push(format!("sts:AssumeRole: {}", describe(sts)));
+            break;
+        }
+        if let Some(sts) =
+            cause.downcast_ref::<SdkError<AssumeRoleWithWebIdentityError, HttpResponse>>()
+        {
+            parts.push(format!("sts:AssumeRoleWithWebIdentity: {}", describe(sts)));
+            break;
+        }
+        let text = cause.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
 }
 
 /// Classifies an SDK error by where it failed and, for a service's answer, by its
@@ -194,6 +256,63 @@ mod tests {
         );
         assert_eq!(err.class, ErrorClass::Throttled);
         assert!(err.is_retryable());
+    }
+
+    fn raw(status: u16, body: &str) -> HttpResponse {
+        HttpResponse::new(
+            StatusCode::try_from(status).unwrap(),
+            SdkBody::from(body.to_owned()),
+        )
+    }
+
+    #[test]
+    fn descriptions_carry_the_service_s_reason_without_the_debug_dump() {
+        // A modeled or unmodeled code: code and message.
+        let err = service_error("AccessDeniedException", 400);
+        assert_eq!(describe(&err), "AccessDeniedException: nope");
+        // No readable code (a proxy's page): status and the start of the body.
+        let page = format!(
+            "<html>\n  <h1>Forbidden</h1>  by policy{}</html>",
+            "x".repeat(400)
+        );
+        let err: SdkError<ErrorMetadata, HttpResponse> =
+            SdkError::service_error(ErrorMetadata::builder().build(), raw(403, &page));
+        let text = describe(&err);
+        assert!(
+            text.starts_with(
+                r#"HTTP 403 without an error code: "<html> <h1>Forbidden</h1> by policyxxx"#
+            ),
+            "{text}"
+        );
+        assert!(text.len() < 350, "{text}");
+        assert!(!text.contains("ServiceError"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_role_is_named_with_sts_s_reason() {
+        use aws_credential_types::provider::error::CredentialsError;
+        use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        // As the SDK nests it: the Kinesis call could not get credentials because
+        // STS refused (AccessDenied is not modeled for AssumeRole).
+        let refused = AssumeRoleError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("User: arn:aws:iam::1:user/c is not authorized to perform: sts:AssumeRole")
+                .build(),
+        );
+        let sts: SdkError<AssumeRoleError, HttpResponse> =
+            SdkError::service_error(refused, raw(403, "<ErrorResponse/>"));
+        let credentials = CredentialsError::provider_error(sts);
+        let err: SdkError<ErrorMetadata, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::other(Box::new(credentials), None));
+        assert_eq!(
+            describe(&err),
+            "dispatch failure: other: an error occurred while loading credentials: \
+             sts:AssumeRole: AccessDenied: User: arn:aws:iam::1:user/c is not authorized to \
+             perform: sts:AssumeRole"
+        );
+        assert_eq!(classify(&err), ErrorClass::Transient);
     }
 
     #[test]

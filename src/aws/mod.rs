@@ -5,9 +5,18 @@
 //! shared config and credentials files with profiles, `credential_process`, SSO, web
 //! identity, ECS, IMDS), so operators configure the collector as any AWS tool, and
 //! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` point it at local emulators with
-//! no code change. `HTTPS_PROXY` / `NO_PROXY` are honoured by the SDK's default HTTPS
-//! client (behavior version 2025-08-07 and later). A stream may name its own region
-//! and a role to assume (another account's stream).
+//! no code change. A stream may name its own region and a role to assume (another
+//! account's stream).
+//!
+//! Proxies need no code either: the SDK's default HTTP client (hyper 1 with rustls,
+//! behavior version 2025-08-07 and later) reads `HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY` and `NO_PROXY` (and their lower-case forms) from the environment, as
+//! curl does: `https://` endpoints (AWS) through `HTTPS_PROXY` with a CONNECT
+//! tunnel, `http://` endpoints (instance metadata, emulators) through `HTTP_PROXY`
+//! in absolute form; `NO_PROXY` takes names (with their subdomains), IP addresses
+//! and CIDR ranges, no ports, and nothing is bypassed implicitly (not even
+//! 127.0.0.1). That holds for every client built from [`sdk_config`], STS and
+//! instance metadata included; `tests/aws_proxy.rs` checks it end to end.
 
 pub mod backoff;
 pub mod error;
@@ -17,6 +26,7 @@ use std::time::Duration;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::ProvideCredentials;
 
 pub use error::{classify, AwsError, ErrorClass};
 
@@ -40,6 +50,17 @@ pub enum AwsConfigError {
         "no AWS region: set `region` for the stream, or AWS_REGION, or `region` in the AWS profile"
     )]
     NoRegion,
+    /// The role of a stream could not be assumed (its trust policy, the
+    /// collector's own permissions, or STS unreachable).
+    #[error("cannot assume role {role_arn} in {region}: {reason}")]
+    AssumeRole {
+        /// The role.
+        role_arn: String,
+        /// The region whose STS endpoint was asked.
+        region: String,
+        /// STS's answer or why it could not be asked.
+        reason: String,
+    },
 }
 
 /// Connect timeout for every AWS call. Lease calls have their own, shorter,
@@ -52,7 +73,9 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Loads the SDK configuration for `target` from the standard chain.
 ///
 /// With `role_arn`, the chain's credentials assume the role (session name
-/// `session_name`, e.g. the worker id), refreshed before they expire.
+/// `session_name`, e.g. the worker id), refreshed before they expire. The role is
+/// assumed once here, so that a role that cannot be assumed is reported with
+/// STS's reason before any work starts, not as a failed Kinesis call.
 pub async fn sdk_config(
     target: &AwsTarget,
     session_name: &str,
@@ -82,6 +105,13 @@ pub async fn sdk_config(
         role = role.external_id(id.clone());
     }
     let role = role.build().await;
+    if let Err(err) = role.provide_credentials().await {
+        return Err(AwsConfigError::AssumeRole {
+            role_arn: role_arn.clone(),
+            region: base.region().map(ToString::to_string).unwrap_or_default(),
+            reason: error::causes(&err),
+        });
+    }
     Ok(loader().credentials_provider(role).load().await)
 }
 

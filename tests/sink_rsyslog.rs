@@ -62,7 +62,7 @@ async fn seed_lines_arrive_intact_and_headers_parse_in_both_framings() {
         }
         let raw = rs.wait_raw(expected_raw.len(), WAIT);
         assert_eq!(raw, expected_raw, "framing {framing}");
-        let parsed = rs.parsed_lines();
+        let parsed = rs.wait_parsed(expected_parsed.len(), WAIT);
         assert_eq!(parsed.len(), expected_parsed.len());
         for (line, (header, body)) in parsed.iter().zip(&expected_parsed) {
             assert!(line.starts_with("pri=134 "), "{framing}/{header}: {line}");
@@ -123,8 +123,7 @@ async fn rfc5424_structured_data_and_hostname_from_the_event_parse_in_rsyslog() 
         .unwrap();
     tokio::time::timeout(WAIT, ack).await.unwrap().unwrap();
     sink.close(Duration::from_secs(5)).await.unwrap();
-    tokio::task::block_in_place(|| rs.wait_raw(1, WAIT));
-    let parsed = rs.parsed_lines();
+    let parsed = tokio::task::block_in_place(|| rs.wait_parsed(1, WAIT));
     assert_eq!(
         parsed[0],
         format!(

@@ -257,9 +257,24 @@ ruleset(name="r") {{
 
     /// Waits until `n` raw lines are there (or panics after `timeout`).
     pub fn wait_raw(&self, n: usize, timeout: Duration) -> Vec<String> {
+        self.wait_lines(Self::raw_lines, n, timeout)
+    }
+
+    /// Waits until `n` parsed lines are there (rsyslog writes the two files one
+    /// after the other: the raw one may be complete before the parsed one).
+    pub fn wait_parsed(&self, n: usize, timeout: Duration) -> Vec<String> {
+        self.wait_lines(Self::parsed_lines, n, timeout)
+    }
+
+    fn wait_lines(
+        &self,
+        read: fn(&Self) -> Vec<String>,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            let lines = self.raw_lines();
+            let lines = read(self);
             if lines.len() >= n {
                 return lines;
             }

@@ -129,23 +129,15 @@ pub struct Setup {
     pub more_streams: Vec<String>,
 }
 
-pub fn config(setup: &Setup, worker: &str) -> Config {
-    let dead = setup
-        .dead_letter_dir
-        .as_ref()
-        .map(|d| format!("dead_letter_dir = {d:?}"))
-        .unwrap_or_default();
-    let text = format!(
+/// The sections every collector test shares after `[collector]` and its
+/// `[[streams]]`: fast polls (`reader_extra` added to `[reader]`), short failover
+/// and checkpoint intervals, a TCP sink to `port` without a syslog header.
+pub fn test_sections(reader_extra: &str, port: u16) -> String {
+    format!(
         r#"
-[collector]
-application = "{app}"
-worker_id = "{worker}"
-[[streams]]
-name = "{stream}"
-{more}
 [reader]
 poll_interval = "200ms"
-{dead}
+{reader_extra}
 [lease]
 failover = "2s"
 shard_sync_interval = "1s"
@@ -157,7 +149,19 @@ drain_timeout = "5s"
 transport = "tcp"
 addresses = ["127.0.0.1:{port}"]
 header = "none"
-"#,
+"#
+    )
+}
+
+pub fn config(setup: &Setup, worker: &str) -> Config {
+    let dead = setup
+        .dead_letter_dir
+        .as_ref()
+        .map(|d| format!("dead_letter_dir = {d:?}"))
+        .unwrap_or_default();
+    let text = format!(
+        "[collector]\napplication = \"{app}\"\nworker_id = \"{worker}\"\n\
+         [[streams]]\nname = \"{stream}\"\n{more}{sections}",
         app = setup.application,
         more = setup
             .more_streams
@@ -165,7 +169,7 @@ header = "none"
             .map(|s| format!("[[streams]]\nname = {s:?}\n"))
             .collect::<String>(),
         stream = setup.stream,
-        port = setup.port,
+        sections = test_sections(&dead, setup.port),
     );
     Config::from_toml(&text).unwrap_or_else(|p| panic!("test config:\n{p}"))
 }

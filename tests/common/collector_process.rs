@@ -28,30 +28,13 @@ pub const PROXY_VARIABLES: [&str; 8] = [
     "no_proxy",
 ];
 
-/// The sections every test run shares around its `[[streams]]`: fast polls,
-/// leases and checkpoints, a TCP sink to `port` without a syslog header.
+/// A config of `application` with `streams` (`[[streams]]` tables) and the
+/// shared test sections (fast polls, leases and checkpoints, a TCP sink to `port`
+/// without a syslog header), CloudWatch metrics off.
 pub fn config_text(application: &str, streams: &str, port: u16) -> String {
     format!(
-        r#"
-[collector]
-application = "{application}"
-{streams}
-[reader]
-poll_interval = "200ms"
-[lease]
-failover = "2s"
-shard_sync_interval = "1s"
-[checkpoint]
-interval = "200ms"
-[shutdown]
-drain_timeout = "5s"
-[metrics]
-level = "none"
-[sink]
-transport = "tcp"
-addresses = ["127.0.0.1:{port}"]
-header = "none"
-"#
+        "[collector]\napplication = \"{application}\"\n{streams}\n[metrics]\nlevel = \"none\"\n{}",
+        super::collector::test_sections("", port)
     )
 }
 

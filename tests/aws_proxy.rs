@@ -60,10 +60,9 @@ async fn run_until_delivered(
     receiver: &Receiver,
     want: &BTreeSet<u64>,
 ) {
-    let mut collector = CollectorProcess::start(config, env);
-    collector.wait_delivered(receiver, want, WAIT).await;
-    let (status, log) = collector.stop().await;
-    assert_eq!(status.code(), Some(0), "{log}");
+    CollectorProcess::start(config, env)
+        .deliver_and_stop(receiver, want, WAIT)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,50 +62,80 @@ async fn read_back(
     Some((sum, max))
 }
 
+/// A running publisher of worker `worker-1` into its own namespace.
+struct Running {
+    namespace: String,
+    telemetry: Telemetry,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Running {
+    /// Starts a publisher at `level`, flushing every `interval`, through `client`.
+    fn start(client: aws_sdk_cloudwatch::Client, level: Level, interval: Duration) -> Running {
+        let namespace = aws::unique_name("KinesisCollectorTest");
+        let telemetry = Telemetry::new();
+        let sources = Sources {
+            telemetry: telemetry.clone(),
+            sink: None,
+            worker_id: "worker-1".into(),
+            failover: Duration::from_secs(10),
+        };
+        let config = MetricsConfig {
+            level,
+            namespace: namespace.clone(),
+            interval,
+            ..MetricsConfig::default()
+        };
+        let tracker = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        Publisher::spawn(
+            &config,
+            sources,
+            vec![("us-east-1".into(), client)],
+            &tracker,
+            cancel.clone(),
+        );
+        Running {
+            namespace,
+            telemetry,
+            tracker,
+            cancel,
+        }
+    }
+
+    /// Shard `shard_id` of stream `logs`.
+    fn shard(&self, shard_id: &str) -> std::sync::Arc<ShardMetrics> {
+        self.telemetry.shard(ShardKey {
+            stream: "logs".into(),
+            region: "us-east-1".into(),
+            shard_id: shard_id.into(),
+        })
+    }
+
+    /// Stops the publisher after its final flush; returns the namespace.
+    async fn stop(self) -> String {
+        self.cancel.cancel();
+        self.tracker.close();
+        tokio::time::timeout(Duration::from_secs(20), self.tracker.wait())
+            .await
+            .expect("the publisher stops after its final flush");
+        self.namespace
+    }
+}
+
 /// Publishes two shards' figures at `level` into a new namespace (the one flush
 /// is the final one, at cancel); returns the namespace.
 async fn publish(client: &aws_sdk_cloudwatch::Client, level: Level) -> String {
-    let namespace = aws::unique_name("KinesisCollectorTest");
-    let telemetry = Telemetry::new();
-    let key = |shard: &str| ShardKey {
-        stream: "logs".into(),
-        region: "us-east-1".into(),
-        shard_id: shard.into(),
-    };
-    let a = telemetry.shard(key("shardId-000000000000"));
-    let b = telemetry.shard(key("shardId-000000000001"));
-    let sources = Sources {
-        telemetry: telemetry.clone(),
-        sink: None,
-        worker_id: "worker-1".into(),
-        failover: Duration::from_secs(10),
-    };
-    let config = MetricsConfig {
-        level,
-        namespace: namespace.clone(),
-        interval: Duration::from_secs(3600),
-        ..MetricsConfig::default()
-    };
-    let tracker = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    Publisher::spawn(
-        &config,
-        sources,
-        vec![("us-east-1".into(), client.clone())],
-        &tracker,
-        cancel.clone(),
-    );
+    let running = Running::start(client.clone(), level, Duration::from_secs(3600));
+    let a = running.shard("shardId-000000000000");
+    let b = running.shard("shardId-000000000001");
     ShardMetrics::add(&a.records, 30);
     ShardMetrics::add(&b.records, 12);
     a.millis_behind_latest.store(5_000, Relaxed);
     b.millis_behind_latest.store(250, Relaxed);
-    telemetry.leases.current.store(2, Relaxed);
-    cancel.cancel();
-    tracker.close();
-    tokio::time::timeout(Duration::from_secs(20), tracker.wait())
-        .await
-        .expect("the publisher stops after its final flush");
-    namespace
+    running.telemetry.leases.current.store(2, Relaxed);
+    running.stop().await
 }
 
 const STREAM: [(&str, &str); 2] = [("StreamName", "logs"), ("WorkerId", "worker-1")];
@@ -290,34 +320,8 @@ async fn metrics_that_could_not_be_sent_go_with_the_next_interval() {
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .build(),
     );
-    let namespace = aws::unique_name("KinesisCollectorTest");
-    let telemetry = Telemetry::new();
-    let shard = telemetry.shard(ShardKey {
-        stream: "logs".into(),
-        region: "us-east-1".into(),
-        shard_id: "shardId-000000000000".into(),
-    });
-    let sources = Sources {
-        telemetry: telemetry.clone(),
-        sink: None,
-        worker_id: "worker-1".into(),
-        failover: Duration::from_secs(10),
-    };
-    let config = MetricsConfig {
-        level: Level::Summary,
-        namespace: namespace.clone(),
-        interval: Duration::from_secs(1),
-        ..MetricsConfig::default()
-    };
-    let tracker = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    Publisher::spawn(
-        &config,
-        sources,
-        vec![("us-east-1".into(), publisher_client)],
-        &tracker,
-        cancel.clone(),
-    );
+    let running = Running::start(publisher_client, Level::Summary, Duration::from_secs(1));
+    let shard = running.shard("shardId-000000000000");
     ShardMetrics::add(&shard.records, 30);
     aws::wait_for(
         "a failed PutMetricData",
@@ -332,9 +336,14 @@ async fn metrics_that_could_not_be_sent_go_with_the_next_interval() {
         "both intervals' records in CloudWatch",
         Duration::from_secs(20),
         || async {
-            read_back(&reader, &namespace, "RecordsProcessed", stream.clone())
-                .await
-                .filter(|(sum, _)| *sum >= 42.0)
+            read_back(
+                &reader,
+                &running.namespace,
+                "RecordsProcessed",
+                stream.clone(),
+            )
+            .await
+            .filter(|(sum, _)| *sum >= 42.0)
         },
     )
     .await;
@@ -343,9 +352,5 @@ async fn metrics_that_could_not_be_sent_go_with_the_next_interval() {
         (42.0, 30.0),
         "the failed interval's 30 records were kept and sent later, beside the next 12"
     );
-    cancel.cancel();
-    tracker.close();
-    tokio::time::timeout(Duration::from_secs(20), tracker.wait())
-        .await
-        .expect("the publisher stops");
+    running.stop().await;
 }

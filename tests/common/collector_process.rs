@@ -110,6 +110,20 @@ impl CollectorProcess {
         }
     }
 
+    /// Waits until `want` is delivered, then stops cleanly and checks the exit
+    /// status is 0; returns the log.
+    pub async fn deliver_and_stop(
+        mut self,
+        receiver: &Receiver,
+        want: &BTreeSet<u64>,
+        timeout: Duration,
+    ) -> String {
+        self.wait_delivered(receiver, want, timeout).await;
+        let (status, log) = self.stop().await;
+        assert_eq!(status.code(), Some(0), "{log}");
+        log
+    }
+
     /// A clean stop (SIGINT); returns the exit status and the log.
     pub async fn stop(mut self) -> (ExitStatus, String) {
         if self.child.try_wait().unwrap().is_none() {

@@ -1,6 +1,7 @@
 //! The `kinesis-collector run` binary reading kinesis-local through a fault-injecting
 //! proxy (tests/common/fault_proxy.rs), with moto's DynamoDB for leases: GetRecords
-//! throttled in bursts, and an iterator that expires after a batch was handed on.
+//! throttled in bursts (with and without the SDK's own retries), and an iterator
+//! that expires after a batch was handed on.
 //! kinesis-local has no setting for either (it never throttles GetRecords; its
 //! iterators live a fixed 300 s), so the proxy answers those calls itself, with the
 //! errors Kinesis sends. Every event must still arrive exactly once.
@@ -258,6 +259,60 @@ async fn throttled_get_records_back_off_and_deliver_every_event_once() {
         late.as_secs_f64() >= 1.25 * early.as_secs_f64(),
         "no back-off: first two gaps {early:?}, last two {late:?}"
     );
+    aws::delete_stream(&kinesis, &stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_sdk_s_retries_a_throttle_counts_once_it_outlasts_them() {
+    let proxy = FaultProxy::start(&kinesis_local()).await;
+    let kinesis = aws::kinesis().await;
+    let stream = aws::create_stream(&kinesis, 1).await;
+    let want = publish(&kinesis, &stream, 0, 3, 5).await;
+    let (receiver, port) = Receiver::start().await;
+    // Standard retry mode, as deployed: three attempts per call. Four throttles:
+    // one call fails after its three attempts (the reader backs off and counts
+    // it), the next succeeds on its second attempt (the SDK hides it).
+    proxy.add(Rule {
+        shard_id: SHARD_0.into(),
+        fault: Fault::Throttled,
+        times: 4,
+        trigger: Trigger::Now,
+    });
+    let collector = Collector::start(
+        &aws::unique_name("faults-app"),
+        &stream,
+        port,
+        "200ms",
+        &proxy.url(),
+        &[],
+    );
+    aws::wait_for("every event delivered", Duration::from_secs(30), || async {
+        collector.assert_running();
+        let got: BTreeSet<u64> = receiver.seqs().into_iter().collect();
+        want.is_subset(&got).then_some(())
+    })
+    .await;
+    let throttles = collector.counter("get_records_throttled", SHARD_0).await;
+    let (status, stderr) = collector.stop();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_each_once(&receiver, &want);
+    let calls = proxy.calls("GetRecords", SHARD_0);
+    let attempts: Vec<(Option<u32>, Option<Fault>)> =
+        calls[..5].iter().map(|c| (c.attempt, c.fault)).collect();
+    let t = Some(Fault::Throttled);
+    assert_eq!(
+        attempts,
+        [
+            (Some(1), t),
+            (Some(2), t),
+            (Some(3), t),
+            (Some(1), t),
+            (Some(2), None),
+        ]
+    );
+    assert!(calls[5..].iter().all(|c| c.fault.is_none()));
+    assert_eq!(calls[4].records, 3, "the records came with the retry");
+    assert_eq!(throttles, Some(1));
     aws::delete_stream(&kinesis, &stream).await;
 }
 

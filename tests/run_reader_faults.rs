@@ -1,7 +1,7 @@
 //! The `kinesis-collector run` binary reading kinesis-local through a fault-injecting
 //! proxy (tests/common/fault_proxy.rs), with moto's DynamoDB for leases: GetRecords
-//! throttled in bursts (with and without the SDK's own retries), and an iterator
-//! that expires after a batch was handed on.
+//! throttled in bursts (with and without the SDK's own retries) or by a low read
+//! limit, and an iterator that expires after a batch was handed on.
 //! kinesis-local has no setting for either (it never throttles GetRecords; its
 //! iterators live a fixed 300 s), so the proxy answers those calls itself, with the
 //! errors Kinesis sends. Every event must still arrive exactly once.
@@ -313,6 +313,57 @@ async fn with_the_sdk_s_retries_a_throttle_counts_once_it_outlasts_them() {
     assert!(calls[5..].iter().all(|c| c.fault.is_none()));
     assert_eq!(calls[4].records, 3, "the records came with the retry");
     assert_eq!(throttles, Some(1));
+    aws::delete_stream(&kinesis, &stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_low_read_limit_every_event_arrives_once() {
+    let proxy = FaultProxy::start(&kinesis_local()).await;
+    let kinesis = aws::kinesis().await;
+    let stream = aws::create_stream(&kinesis, 2).await;
+    let shards = ["shardId-000000000000", "shardId-000000000001"];
+    // One GetRecords per 500 ms and shard (Kinesis allows five per second): a
+    // reader polling every 200 ms meets it at every second call.
+    let min_gap = Duration::from_millis(500);
+    for shard in shards {
+        proxy.limit(shard, min_gap);
+    }
+    let (receiver, port) = Receiver::start().await;
+    let collector = Collector::start(
+        &aws::unique_name("faults-app"),
+        &stream,
+        port,
+        "200ms",
+        &proxy.url(),
+        &[],
+    );
+    // Rounds of records while the shards are read, each once the last arrived.
+    let mut want = BTreeSet::new();
+    for round in 0..4 {
+        want.extend(publish(&kinesis, &stream, round * 100, 4, 5).await);
+        aws::wait_for("the round delivered", Duration::from_secs(30), || async {
+            collector.assert_running();
+            let got: BTreeSet<u64> = receiver.seqs().into_iter().collect();
+            want.is_subset(&got).then_some(())
+        })
+        .await;
+    }
+    let mut counted = 0;
+    for shard in shards {
+        counted += collector
+            .counter("get_records_throttled", shard)
+            .await
+            .unwrap_or(0);
+    }
+    let (status, stderr) = collector.stop();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_each_once(&receiver, &want);
+    let throttled = proxy.faults(Fault::Throttled);
+    eprintln!(
+        "{throttled} GetRecords throttled by the proxy, {counted} outlasted the SDK's retries"
+    );
+    assert!(throttled > 0);
+    assert!(counted <= throttled as u64 / 3, "{counted} of {throttled}");
     aws::delete_stream(&kinesis, &stream).await;
 }
 

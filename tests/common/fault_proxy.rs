@@ -116,6 +116,9 @@ struct State {
     /// Iterator → the shard it reads.
     iterators: HashMap<String, String>,
     rules: Vec<Rule>,
+    /// Shard → the least time between two GetRecords it serves, and when it
+    /// last served one.
+    limits: HashMap<String, (Duration, Option<Instant>)>,
     /// Shards that answered at least one GetRecords with records.
     had_records: HashMap<String, bool>,
 }
@@ -180,6 +183,14 @@ impl FaultProxy {
     /// Adds a rule; rules on one shard apply in the order added.
     pub fn add(&self, rule: Rule) {
         self.shared.state.lock().unwrap().rules.push(rule);
+    }
+
+    /// A read limit on `shard_id`, as Kinesis has one (5 calls/s) but lower: a
+    /// GetRecords arriving sooner than `min_gap` after the last one served is
+    /// answered throttled. Rules come first.
+    pub fn limit(&self, shard_id: &str, min_gap: Duration) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.limits.insert(shard_id.to_owned(), (min_gap, None));
     }
 
     /// Every call seen so far, in arrival order.
@@ -300,14 +311,24 @@ impl Shared {
 }
 
 impl State {
-    /// The fault for the next GetRecords call on `shard`, if a rule says so.
+    /// The fault for the next GetRecords call on `shard`, if a rule or the
+    /// shard's limit says so.
     fn take_fault(&mut self, shard: &str) -> Option<Fault> {
         let had_records = self.had_records.get(shard).copied().unwrap_or(false);
         let rule = self.rules.iter_mut().find(|r| {
             r.shard_id == shard && r.times > 0 && (r.trigger == Trigger::Now || had_records)
-        })?;
-        rule.times -= 1;
-        Some(rule.fault)
+        });
+        if let Some(rule) = rule {
+            rule.times -= 1;
+            return Some(rule.fault);
+        }
+        let (min_gap, last) = self.limits.get_mut(shard)?;
+        let now = Instant::now();
+        if last.is_some_and(|at| now - at < *min_gap) {
+            return Some(Fault::Throttled);
+        }
+        *last = Some(now);
+        None
     }
 
     /// Maps the iterators in a forwarded answer to their shard; counts records.

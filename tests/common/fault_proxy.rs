@@ -3,6 +3,8 @@
 //! answers chosen GetRecords calls itself with the error Kinesis sends
 //! (`ProvisionedThroughputExceededException`, `ExpiredIteratorException`), since
 //! kinesis-local never throttles GetRecords and its iterators live a fixed 300 s.
+//! The plan: [`Rule`]s (the next N calls on a shard, now or once it has returned
+//! records) and per-shard read limits ([`FaultProxy::limit`]).
 //!
 //! It learns which shard each iterator reads (from GetShardIterator and GetRecords
 //! answers) so faults target a shard, and records every call it saw: when, the

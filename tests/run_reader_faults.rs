@@ -11,29 +11,27 @@
 mod common {
     pub mod aws;
     pub mod collector;
+    pub mod collector_process;
     pub mod fault_proxy;
 }
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use common::aws;
 use common::collector::{assert_each_once, payload, publish, Receiver, HASH_KEYS};
+use common::collector_process::{config_with, free_address, shard_counter, CollectorProcess};
 use common::fault_proxy::{Fault, FaultProxy, Rule, Trigger};
 use kinesis_collector::lease::dynamodb::DynamoDbLeaseStore;
 use kinesis_collector::lease::{Checkpoint, LeaseStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SHARD_0: &str = "shardId-000000000000";
 
 /// The collector binary as a child process, with its `/metrics` endpoint.
 struct Collector {
-    child: Mutex<Child>,
-    dir: tempfile::TempDir,
+    process: CollectorProcess,
     http: SocketAddr,
 }
 
@@ -48,124 +46,38 @@ impl Collector {
         kinesis_url: &str,
         env: &[(&str, &str)],
     ) -> Collector {
-        let http: SocketAddr = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap()
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("collector.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[collector]
-application = "{application}"
-worker_id = "faults-1"
-[[streams]]
-name = "{stream}"
-[reader]
-poll_interval = "200ms"
-[lease]
-failover = "2s"
-shard_sync_interval = "1s"
-[checkpoint]
-interval = "{checkpoint_interval}"
-[shutdown]
-drain_timeout = "5s"
-[sink]
-transport = "tcp"
-addresses = ["127.0.0.1:{sink_port}"]
-header = "none"
-[http]
-listen = "{http}"
-[metrics]
-level = "none"
-"#
-            ),
-        )
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kinesis-collector"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("AWS_ENDPOINT_URL_KINESIS", kinesis_url)
-            .env("RUST_LOG", "kinesis_collector=debug")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
-            .spawn()
-            .unwrap();
+        let http = free_address();
+        let config = config_with(
+            application,
+            &format!("worker_id = \"faults-1\"\n[[streams]]\nname = \"{stream}\""),
+            sink_port,
+            checkpoint_interval,
+            &format!("[http]\nlisten = \"{http}\"\n"),
+        );
+        let mut all = vec![
+            ("AWS_ENDPOINT_URL_KINESIS", kinesis_url),
+            ("RUST_LOG", "kinesis_collector=debug"),
+        ];
+        all.extend_from_slice(env);
         Collector {
-            child: Mutex::new(child),
-            dir,
+            process: CollectorProcess::start(&config, &all),
             http,
         }
     }
 
-    fn stderr_path(&self) -> PathBuf {
-        self.dir.path().join("stderr")
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
-    }
-
-    /// Panics with its stderr if the collector has exited.
+    /// Panics with its log if the collector has exited.
     fn assert_running(&self) {
-        if let Some(status) = self.child.lock().unwrap().try_wait().unwrap() {
-            panic!("collector exited early ({status}):\n{}", self.stderr());
-        }
+        self.process.assert_running();
     }
 
     /// `kinesis_collector_<name>_total` of `shard_id`, from `/metrics`.
     async fn counter(&self, name: &str, shard_id: &str) -> Option<u64> {
-        let mut stream = tokio::net::TcpStream::connect(self.http).await.ok()?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-            .await
-            .ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await.ok()?;
-        let prefix = format!("kinesis_collector_{name}_total{{");
-        let label = format!("shard_id=\"{shard_id}\"");
-        text.lines()
-            .find(|l| l.starts_with(&prefix) && l.contains(&label))?
-            .rsplit_once(' ')?
-            .1
-            .parse()
-            .ok()
+        shard_counter(self.http, name, shard_id).await
     }
 
-    /// SIGINT, then waits (bounded) for the exit; returns it and the stderr.
-    fn stop(self) -> (ExitStatus, String) {
-        let mut child = self.child.lock().unwrap();
-        // SAFETY: signalling our own child process, not yet reaped.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no clean stop within 20 s:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        drop(child);
-        (status, self.stderr())
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        // A failed test must not leave the daemon running.
-        if let Ok(child) = self.child.get_mut() {
-            if child.try_wait().ok().flatten().is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+    /// SIGINT, then waits (bounded) for the exit; returns it and the log.
+    async fn stop(self) -> (ExitStatus, String) {
+        self.process.stop().await
     }
 }
 
@@ -220,7 +132,7 @@ async fn throttled_get_records_back_off_and_deliver_every_event_once() {
         .await;
         counted.insert(shard.clone(), n);
     }
-    let (status, stderr) = collector.stop();
+    let (status, stderr) = collector.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert_each_once(&receiver, &want);
     assert_eq!(proxy.faults(Fault::Throttled), 4 * THROTTLES);
@@ -293,7 +205,7 @@ async fn with_the_sdk_s_retries_a_throttle_counts_once_it_outlasts_them() {
     })
     .await;
     let throttles = collector.counter("get_records_throttled", SHARD_0).await;
-    let (status, stderr) = collector.stop();
+    let (status, stderr) = collector.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert_each_once(&receiver, &want);
     let calls = proxy.calls("GetRecords", SHARD_0);
@@ -355,7 +267,7 @@ async fn under_a_low_read_limit_every_event_arrives_once() {
             .await
             .unwrap_or(0);
     }
-    let (status, stderr) = collector.stop();
+    let (status, stderr) = collector.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert_each_once(&receiver, &want);
     let throttled = proxy.faults(Fault::Throttled);
@@ -467,7 +379,7 @@ async fn an_expired_iterator_resumes_after_the_last_record_handed_on() {
     })
     .await;
     let expired = collector.counter("expired_iterators", SHARD_0).await;
-    let (status, stderr) = collector.stop();
+    let (status, stderr) = collector.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert_eq!(expired, Some(1));
     assert_each_once(&receiver, &want);

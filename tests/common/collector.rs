@@ -130,9 +130,10 @@ pub struct Setup {
 }
 
 /// The sections every collector test shares after `[collector]` and its
-/// `[[streams]]`: fast polls (`reader_extra` added to `[reader]`), short failover
-/// and checkpoint intervals, a TCP sink to `port` without a syslog header.
-pub fn test_sections(reader_extra: &str, port: u16) -> String {
+/// `[[streams]]`: fast polls (`reader_extra` added to `[reader]`), short failover,
+/// checkpoints every `checkpoint_interval`, a TCP sink to `port` without a syslog
+/// header.
+pub fn test_sections(reader_extra: &str, checkpoint_interval: &str, port: u16) -> String {
     format!(
         r#"
 [reader]
@@ -142,7 +143,7 @@ poll_interval = "200ms"
 failover = "2s"
 shard_sync_interval = "1s"
 [checkpoint]
-interval = "200ms"
+interval = "{checkpoint_interval}"
 [shutdown]
 drain_timeout = "5s"
 [sink]
@@ -169,7 +170,7 @@ pub fn config(setup: &Setup, worker: &str) -> Config {
             .map(|s| format!("[[streams]]\nname = {s:?}\n"))
             .collect::<String>(),
         stream = setup.stream,
-        sections = test_sections(&dead, setup.port),
+        sections = test_sections(&dead, "200ms", setup.port),
     );
     Config::from_toml(&text).unwrap_or_else(|p| panic!("test config:\n{p}"))
 }

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::aws;
@@ -32,15 +33,55 @@ pub const PROXY_VARIABLES: [&str; 8] = [
 /// shared test sections (fast polls, leases and checkpoints, a TCP sink to `port`
 /// without a syslog header), CloudWatch metrics off.
 pub fn config_text(application: &str, streams: &str, port: u16) -> String {
+    config_with(application, streams, port, "200ms", "")
+}
+
+/// [`config_text`] with checkpoints every `checkpoint_interval` and `extra`
+/// sections (e.g. `[http]`) added. `streams` may start with more `[collector]`
+/// keys, such as `worker_id`.
+pub fn config_with(
+    application: &str,
+    streams: &str,
+    port: u16,
+    checkpoint_interval: &str,
+    extra: &str,
+) -> String {
     format!(
-        "[collector]\napplication = \"{application}\"\n{streams}\n[metrics]\nlevel = \"none\"\n{}",
-        super::collector::test_sections("", port)
+        "[collector]\napplication = \"{application}\"\n{streams}\n[metrics]\nlevel = \"none\"\n{}{extra}",
+        super::collector::test_sections("", checkpoint_interval, port)
     )
+}
+
+/// A free `127.0.0.1` address to give the collector's `[http] listen`.
+pub fn free_address() -> std::net::SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
+}
+
+/// Counter `kinesis_collector_<name>_total` of `shard_id` from the Prometheus
+/// endpoint at `http`; `None` while it does not answer or has no such series.
+pub async fn shard_counter(http: std::net::SocketAddr, name: &str, shard_id: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(http).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    let prefix = format!("kinesis_collector_{name}_total{{");
+    let label = format!("shard_id=\"{shard_id}\"");
+    text.lines()
+        .find(|l| l.starts_with(&prefix) && l.contains(&label))?
+        .rsplit_once(' ')?
+        .1
+        .parse()
+        .ok()
 }
 
 /// A running collector process.
 pub struct CollectorProcess {
-    child: Child,
+    child: Mutex<Child>,
     stderr: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -71,7 +112,7 @@ impl CollectorProcess {
             command.env(key, value);
         }
         CollectorProcess {
-            child: command.spawn().expect("start kinesis-collector"),
+            child: Mutex::new(command.spawn().expect("start kinesis-collector")),
             stderr,
             _dir: dir,
         }
@@ -82,10 +123,23 @@ impl CollectorProcess {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// The exit status, once the process has exited.
+    fn exited(&self) -> Option<ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        child.try_wait().unwrap()
+    }
+
+    /// Panics with the collector's log if it has exited.
+    pub fn assert_running(&self) {
+        if let Some(status) = self.exited() {
+            panic!("collector exited early ({status}):\n{}", self.log());
+        }
+    }
+
     /// Waits (bounded) until `receiver` got every number of `want`; panics with
     /// the collector's log if it exits first or time runs out.
     pub async fn wait_delivered(
-        &mut self,
+        &self,
         receiver: &Receiver,
         want: &BTreeSet<u64>,
         timeout: Duration,
@@ -96,9 +150,7 @@ impl CollectorProcess {
             if want.is_subset(&got) {
                 return;
             }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("collector exited early ({status}):\n{}", self.log());
-            }
+            self.assert_running();
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "timed out after {timeout:?}: {} of {} events delivered\n{}",
@@ -113,7 +165,7 @@ impl CollectorProcess {
     /// Waits until `want` is delivered, then stops cleanly and checks the exit
     /// status is 0; returns the log.
     pub async fn deliver_and_stop(
-        mut self,
+        self,
         receiver: &Receiver,
         want: &BTreeSet<u64>,
         timeout: Duration,
@@ -125,20 +177,21 @@ impl CollectorProcess {
     }
 
     /// A clean stop (SIGINT); returns the exit status and the log.
-    pub async fn stop(mut self) -> (ExitStatus, String) {
-        if self.child.try_wait().unwrap().is_none() {
+    pub async fn stop(self) -> (ExitStatus, String) {
+        if self.exited().is_none() {
+            let pid = self.child.lock().unwrap().id();
             // SAFETY: signalling our own child process, which has not been reaped.
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+            unsafe { libc::kill(pid as i32, libc::SIGINT) };
         }
         self.wait_exit(Duration::from_secs(20)).await
     }
 
     /// Waits (bounded) until the process exits by itself; returns the exit status
     /// and the log.
-    pub async fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
+    pub async fn wait_exit(self, timeout: Duration) -> (ExitStatus, String) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.exited() {
                 return (status, self.log());
             }
             assert!(
@@ -154,9 +207,10 @@ impl CollectorProcess {
 impl Drop for CollectorProcess {
     /// A test that failed half-way leaves no collector behind.
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

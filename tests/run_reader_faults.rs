@@ -97,12 +97,7 @@ async fn throttled_get_records_back_off_and_deliver_every_event_once() {
     let (receiver, port) = Receiver::start().await;
     let shards: Vec<String> = (0..4).map(|i| format!("shardId-00000000000{i}")).collect();
     for shard in &shards {
-        proxy.add(Rule {
-            shard_id: shard.clone(),
-            fault: Fault::Throttled,
-            times: THROTTLES,
-            trigger: Trigger::Now,
-        });
+        proxy.add(Rule::throttle(shard, THROTTLES));
     }
     // The SDK would retry each throttle twice itself (standard mode, 3 attempts):
     // with one attempt, every throttle reaches the reader, so the gaps measured are
@@ -115,12 +110,10 @@ async fn throttled_get_records_back_off_and_deliver_every_event_once() {
         &proxy.url(),
         &[("AWS_MAX_ATTEMPTS", "1")],
     );
-    aws::wait_for("every event delivered", Duration::from_secs(60), || async {
-        collector.assert_running();
-        let got: BTreeSet<u64> = receiver.seqs().into_iter().collect();
-        want.is_subset(&got).then_some(())
-    })
-    .await;
+    collector
+        .process
+        .wait_delivered(&receiver, &want, Duration::from_secs(60))
+        .await;
     let mut counted = BTreeMap::new();
     for shard in &shards {
         let n = aws::wait_for("throttles counted", Duration::from_secs(10), || async {
@@ -184,12 +177,7 @@ async fn with_the_sdk_s_retries_a_throttle_counts_once_it_outlasts_them() {
     // Standard retry mode, as deployed: three attempts per call. Four throttles:
     // one call fails after its three attempts (the reader backs off and counts
     // it), the next succeeds on its second attempt (the SDK hides it).
-    proxy.add(Rule {
-        shard_id: SHARD_0.into(),
-        fault: Fault::Throttled,
-        times: 4,
-        trigger: Trigger::Now,
-    });
+    proxy.add(Rule::throttle(SHARD_0, 4));
     let collector = Collector::start(
         &aws::unique_name("faults-app"),
         &stream,
@@ -198,12 +186,10 @@ async fn with_the_sdk_s_retries_a_throttle_counts_once_it_outlasts_them() {
         &proxy.url(),
         &[],
     );
-    aws::wait_for("every event delivered", Duration::from_secs(30), || async {
-        collector.assert_running();
-        let got: BTreeSet<u64> = receiver.seqs().into_iter().collect();
-        want.is_subset(&got).then_some(())
-    })
-    .await;
+    collector
+        .process
+        .wait_delivered(&receiver, &want, Duration::from_secs(30))
+        .await;
     let throttles = collector.counter("get_records_throttled", SHARD_0).await;
     let (status, stderr) = collector.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
@@ -253,12 +239,10 @@ async fn under_a_low_read_limit_every_event_arrives_once() {
     let mut want = BTreeSet::new();
     for round in 0..4 {
         want.extend(publish(&kinesis, &stream, round * 100, 4, 5).await);
-        aws::wait_for("the round delivered", Duration::from_secs(30), || async {
-            collector.assert_running();
-            let got: BTreeSet<u64> = receiver.seqs().into_iter().collect();
-            want.is_subset(&got).then_some(())
-        })
-        .await;
+        collector
+            .process
+            .wait_delivered(&receiver, &want, Duration::from_secs(30))
+            .await;
     }
     let mut counted = 0;
     for shard in shards {
@@ -372,12 +356,10 @@ async fn an_expired_iterator_resumes_after_the_last_record_handed_on() {
         )
         .await;
     }
-    aws::wait_for("every event delivered", Duration::from_secs(30), || async {
-        collector.assert_running();
-        let got: BTreeSet<u64> = receiver.seqs().into_iter().collect();
-        want.is_subset(&got).then_some(())
-    })
-    .await;
+    collector
+        .process
+        .wait_delivered(&receiver, &want, Duration::from_secs(30))
+        .await;
     let expired = collector.counter("expired_iterators", SHARD_0).await;
     let (status, stderr) = collector.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");

@@ -91,6 +91,18 @@ pub struct Rule {
     pub trigger: Trigger,
 }
 
+impl Rule {
+    /// The next `times` GetRecords calls of `shard_id` are throttled.
+    pub fn throttle(shard_id: &str, times: usize) -> Rule {
+        Rule {
+            shard_id: shard_id.to_owned(),
+            fault: Fault::Throttled,
+            times,
+            trigger: Trigger::Now,
+        }
+    }
+}
+
 /// One call the proxy saw.
 #[derive(Debug, Clone)]
 pub struct Seen {

@@ -115,7 +115,8 @@ pub struct ShardMetrics {
     pub vpc_format_misfits: AtomicU64,
     /// GetRecords answers that said the iterator had expired.
     pub expired_iterators: AtomicU64,
-    /// GetRecords calls throttled (ProvisionedThroughputExceeded).
+    /// GetRecords calls still throttled (ProvisionedThroughputExceeded) after the
+    /// SDK's own retries; the reader then backs off.
     pub throttles: AtomicU64,
     /// Last MillisBehindLatest seen (-1 before the first answer).
     pub millis_behind_latest: AtomicI64,

@@ -133,7 +133,7 @@ impl Collector for SourcesCollector {
         counter(
             &mut e,
             "get_records_throttled",
-            "GetRecords calls throttled (ProvisionedThroughputExceeded)",
+            "GetRecords calls still throttled (ProvisionedThroughputExceeded) after the SDK's own retries",
             per_shard(|s| s.throttles),
         )?;
         gauge(

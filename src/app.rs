@@ -447,7 +447,7 @@ impl App {
         let target = AwsTarget {
             region: region.clone(),
             role_arn: stream.role_arn.clone(),
-            external_id: None,
+            external_id: stream.external_id.clone(),
         };
         let kinesis = aws_sdk_kinesis::Client::new(&sdk_config(&target, &self.worker_id).await?);
         let keys = if multi {

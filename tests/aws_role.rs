@@ -31,6 +31,8 @@ use common::forward_proxy::{Exchange, ForwardProxy};
 use kinesis_collector::aws::{sdk_config, AwsTarget};
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/kinesis-collector-reader";
+/// The external id the role's trust policy would require (moto checks none).
+const EXTERNAL_ID: &str = "fortisiem-7f3a";
 
 /// The port of an `AWS_ENDPOINT_URL_*` the emulators' settings export.
 fn endpoint_port(variable: &str) -> u16 {
@@ -71,7 +73,9 @@ async fn a_stream_with_role_arn_is_read_with_the_assumed_role_s_keys() {
     let (receiver, port) = Receiver::start().await;
     let config = config_text(
         &aws::unique_name("role-app"),
-        &format!("[[streams]]\nname = \"{arn}\"\nrole_arn = \"{ROLE}\"\n"),
+        &format!(
+            "[[streams]]\nname = \"{arn}\"\nrole_arn = \"{ROLE}\"\nexternal_id = \"{EXTERNAL_ID}\"\n"
+        ),
         port,
     );
     let proxy = ForwardProxy::start().await;
@@ -99,6 +103,10 @@ async fn a_stream_with_role_arn_is_read_with_the_assumed_role_s_keys() {
         let body = String::from_utf8_lossy(&exchange.request_body);
         assert!(body.contains(&format!("RoleArn={encoded_role}")), "{body}");
         assert!(body.contains("RoleSessionName="), "{body}");
+        assert!(
+            body.contains(&format!("ExternalId={EXTERNAL_ID}")),
+            "{body}"
+        );
         assert!(exchange.status.is_success(), "{exchange:?}");
         assumed_keys.insert(answered_key(exchange).expect("an AccessKeyId in the answer"));
     }

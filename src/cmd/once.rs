@@ -255,6 +255,7 @@ async fn check_all(config: &Config, send_test_event: bool) -> Report {
             Some(role) => {
                 let target = AwsTarget {
                     role_arn: Some(role.clone()),
+                    external_id: stream.external_id.clone(),
                     ..own.clone()
                 };
                 check_credentials(&mut report, &target, &worker_id).await

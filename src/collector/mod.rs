@@ -126,6 +126,10 @@ pub struct StreamConfig {
     /// account. The lease table stays in the collector's own account.
     #[serde(default)]
     pub role_arn: Option<String>,
+    /// With `role_arn`: the external id the role's trust policy requires
+    /// (`sts:ExternalId`), as another account's owner may ask of third parties.
+    #[serde(default)]
+    pub external_id: Option<String>,
     /// Labels added to this stream's events (RFC 5424 structured data, JSON).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -250,6 +254,20 @@ impl Section for Streams {
                     "is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
                 );
             }
+            match (&stream.external_id, &stream.role_arn) {
+                (Some(_), None) => problems.push(
+                    key("external_id"),
+                    "is only used with role_arn (it is passed when assuming the role)",
+                ),
+                (Some(id), Some(_)) if !valid_external_id(id) => problems.push(
+                    key("external_id"),
+                    format!(
+                        "{id:?} is not an STS external id: 2 to 1224 characters of \
+                         letters, digits and +=,.@:/-"
+                    ),
+                ),
+                _ => {}
+            }
             let mut reader_problems = Problems::default();
             stream
                 .reader(&ReaderConfig::default())
@@ -358,6 +376,14 @@ pub fn run_problems(config: &Config) -> Problems {
     problems
 }
 
+/// Whether `id` is an STS external id: 2 to 1224 characters of `[\w+=,.@:/-]`.
+fn valid_external_id(id: &str) -> bool {
+    (2..=1224).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +402,7 @@ name = "arn:aws:kinesis:eu-west-1:123456789012:stream/other"
 start_position = "at_timestamp"
 start_timestamp = "2024-05-01T00:00:00Z"
 role_arn = "arn:aws:iam::123456789012:role/reader"
+external_id = "fortisiem-7f3a"
 [checkpoint]
 interval = "2s"
 [shutdown]
@@ -406,6 +433,7 @@ drain_timeout = "10s"
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_714_521_600))
         );
         assert_eq!(b.start_position.checkpoint(), Checkpoint::AtTimestamp);
+        assert_eq!(b.external_id.as_deref(), Some("fortisiem-7f3a"));
         assert_eq!(config.checkpoint.interval, Duration::from_secs(2));
         assert_eq!(config.shutdown.drain_timeout, Duration::from_secs(10));
     }
@@ -424,6 +452,11 @@ name = "arn:aws:kinesis:eu-west-1:1:stream/s"
 regions = ["us-east-1"]
 start_timestamp = "yesterday"
 reader = { poll_interval = "10ms" }
+external_id = "no role"
+[[streams]]
+name = "third"
+role_arn = "arn:aws:iam::123456789012:role/reader"
+external_id = "has space"
 "#,
         )
         .unwrap_err();
@@ -436,7 +469,9 @@ reader = { poll_interval = "10ms" }
                 "streams[0].start_timestamp",
                 "streams[1].regions",
                 "streams[1].start_timestamp",
+                "streams[1].external_id",
                 "streams[1].reader.poll_interval",
+                "streams[2].external_id",
             ],
             "{problems}"
         );

@@ -11,19 +11,28 @@
 //!   for tests of the coordinator; [`schema`] maps leases to DynamoDB items.
 //! - [`balance`]: which leases to take (pure logic); [`coordinator`]: the take and
 //!   renew loops and the single writer of each held lease.
-//! - [`shard_sync`]: leases made from the stream's shard list (children of a
-//!   split or merge start at TRIM_HORIZON); single- and multi-stream lease keys.
+//! - [`shard_sync`]: the lease table kept in step with the stream's shard list
+//!   (children of a split or merge start at TRIM_HORIZON); single- and
+//!   multi-stream lease keys.
+//! - [`lineage`]: whether a single-stream lease is of the stream now called by
+//!   its name or of an earlier one deleted and created again (pure); such leases
+//!   are reset, not resumed.
+//! - [`cleanup`]: which finished leases to delete once their children have
+//!   started or their shard expired (the KCL's lease cleanup; pure).
 //! - [`watermark`]: a shard's checkpoint, the highest position acknowledged with
 //!   everything before it (pure).
 //! - [`LeaseConfig`]: the `[lease]` section.
 //!
-//! Every write is an `UpdateItem` (or a `PutItem` that only creates), so attributes
-//! written by other tools, such as KCL 3.x's, are kept as they are.
+//! Every write is an `UpdateItem` (or a `PutItem` that only creates, or a
+//! conditional `DeleteItem`), so attributes written by other tools, such as KCL
+//! 3.x's, are kept as they are.
 
 pub mod balance;
+pub mod cleanup;
 mod config;
 pub mod coordinator;
 pub mod dynamodb;
+pub mod lineage;
 pub mod memory;
 pub mod schema;
 pub mod shard_sync;

@@ -245,3 +245,35 @@ async fn a_stream_created_again_while_the_collector_runs_is_read_from_the_start(
     assert_eq!(leases[0].stream_creation_epoch, Some(new_epoch));
     aws::delete_stream(&kinesis, &setup.stream).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_stream_collector_says_to_restart_when_a_stream_is_created_again() {
+    logs();
+    let (kinesis, mut setup, receiver, _store) = setup(1).await;
+    let other = aws::create_stream(&kinesis, 1).await;
+    setup.more_streams.push(other.clone());
+    let first = publish(&kinesis, &setup.stream, 0, 2, 3).await;
+    let worker = Worker::start(&setup, "w1");
+    receiver.wait_for_all(&first, Duration::from_secs(30)).await;
+    let old_epoch = creation_epoch(&kinesis, &setup.stream).await;
+    aws::delete_stream_and_wait(&kinesis, &setup.stream).await;
+    aws::wait_for("the next second", Duration::from_secs(2), || async {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        (now > old_epoch).then_some(())
+    })
+    .await;
+    aws::create_stream_named(&kinesis, &setup.stream, 1).await;
+    // Its lease keys were made at start: the shard sync refuses to go on with
+    // them and says what to do.
+    aws::wait_for("the restart warning", Duration::from_secs(10), || async {
+        let lines = log_lines_with(&["shard sync failed", &setup.stream, "restart the collector"]);
+        (!lines.is_empty()).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    aws::delete_stream(&kinesis, &setup.stream).await;
+    aws::delete_stream(&kinesis, &other).await;
+}

@@ -21,7 +21,10 @@
 //!   expired ([`super::cleanup`]).
 //!
 //! A worker still holding a lease deleted here loses it at its next renewal (the
-//! renewal's condition fails) and stops that shard's reader.
+//! renewal's condition fails) and stops that shard's reader. In multi-stream mode
+//! the keys, made at start, carry the stream's creation time: a stream created
+//! again since fails the sync with [`ShardSyncError::CreatedAgain`] (restart to
+//! read it) instead of mixing the two streams' leases.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -266,6 +269,15 @@ pub enum ShardSyncError {
         /// The API error.
         source: ApiError,
     },
+    /// Multi-stream mode: the stream was deleted and created again since its
+    /// lease keys were made (at start).
+    #[error("stream {stream} was deleted and created again ({created}) since the collector started: restart the collector to read it (multi-stream lease keys carry the creation time and are made at start)")]
+    CreatedAgain {
+        /// The stream.
+        stream: String,
+        /// Its new creation time.
+        created: String,
+    },
     /// Reading or writing the lease table failed.
     #[error(transparent)]
     Lease(#[from] LeaseError),
@@ -288,19 +300,29 @@ pub async fn sync_shards<S: LeaseStore>(
                 stream: stream.to_string(),
                 source,
             })?;
-    // Multi-stream keys carry the creation time; single-stream leases carry it
-    // as an attribute, compared with the stream's at every sync.
+    // Single-stream leases carry the creation time as an attribute, compared
+    // with the stream's at every sync; multi-stream keys carry it in the key.
+    let created = describe_stream_summary(kinesis, stream)
+        .await
+        .map(|summary| epoch_secs(summary.creation_time))
+        .map_err(|source| ShardSyncError::Describe {
+            stream: stream.to_string(),
+            source,
+        })?;
     let epoch = match keys {
-        LeaseKeys::ShardId => Some(
-            describe_stream_summary(kinesis, stream)
-                .await
-                .map(|summary| epoch_secs(summary.creation_time))
-                .map_err(|source| ShardSyncError::Describe {
+        LeaseKeys::ShardId => Some(created),
+        LeaseKeys::MultiStream { stream_identifier } => {
+            let keyed = stream_identifier
+                .rsplit_once(':')
+                .and_then(|(_, epoch)| epoch.parse::<u64>().ok());
+            if keyed.is_some_and(|keyed| keyed != created) {
+                return Err(ShardSyncError::CreatedAgain {
                     stream: stream.to_string(),
-                    source,
-                })?,
-        ),
-        LeaseKeys::MultiStream { .. } => None,
+                    created: rfc3339(created),
+                });
+            }
+            None
+        }
     };
     let all = store.list().await?;
     let stale = keys.stale(&all);

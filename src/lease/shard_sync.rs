@@ -348,21 +348,10 @@ pub async fn apply<S: LeaseStore>(
     stream: &StreamId,
     plan: SyncPlan,
 ) -> Result<Vec<Lease>, LeaseError> {
-    if !plan.reset.is_empty() {
-        let old = plan.reset.iter().find_map(|(_, why)| match why {
-            Stale::EarlierStream { created } => Some(*created),
-            Stale::ForeignCheckpoint => None,
-        });
-        warn!(
-            stream = %stream,
-            old_stream_created = %old.map_or_else(|| "unknown".to_owned(), rfc3339),
-            stream_created = %plan.stream_created.map_or_else(|| "unknown".to_owned(), rfc3339),
-            stale_leases = plan.reset.len(),
-            "the stream was deleted and created again: the earlier stream's leases are reset, their checkpoints dropped, and the shards read from the start position"
-        );
-    }
+    let mut reset = 0;
     for (lease, why) in &plan.reset {
         if store.delete_if(lease, DeleteIf::Stale).await? {
+            reset += 1;
             let reason = match why {
                 Stale::EarlierStream { .. } => "made for the earlier stream",
                 Stale::ForeignCheckpoint => {
@@ -371,6 +360,21 @@ pub async fn apply<S: LeaseStore>(
             };
             info!(stream = %stream, lease_key = %lease.key, checkpoint = %lease.checkpoint, reason, "deleted lease of an earlier stream");
         }
+    }
+    // Once per sync, by the worker that reset leases (others' deletes found them
+    // gone).
+    if reset > 0 {
+        let old = plan.reset.iter().find_map(|(_, why)| match why {
+            Stale::EarlierStream { created } => Some(*created),
+            Stale::ForeignCheckpoint => None,
+        });
+        warn!(
+            stream = %stream,
+            old_stream_created = %old.map_or_else(|| "unknown".to_owned(), rfc3339),
+            stream_created = %plan.stream_created.map_or_else(|| "unknown".to_owned(), rfc3339),
+            stale_leases = reset,
+            "the stream was deleted and created again: the earlier stream's leases are reset, their checkpoints dropped, and the shards read from the start position"
+        );
     }
     let mut created = Vec::new();
     for lease in plan.create {

@@ -304,9 +304,23 @@ async fn a_plan_is_applied_with_conditional_writes() {
             apply(&store, &stream, plan).await.unwrap()
         }
     };
-    let created = sync(store.clone()).await;
+    // Two workers planning from the same listing: the second one's writes all
+    // find the table changed, and change nothing.
+    let listed = store.list().await.unwrap();
+    let plan = || {
+        plan_sync(
+            &LeaseKeys::ShardId,
+            Some(NEW),
+            &shards,
+            &listed,
+            &Checkpoint::TrimHorizon,
+        )
+    };
+    let created = apply(&store, &stream, plan()).await.unwrap();
     assert_eq!(created.len(), 3, "{created:?}");
     let table = store.snapshot();
+    assert!(apply(&store, &stream, plan()).await.unwrap().is_empty());
+    assert_eq!(store.snapshot(), table);
     assert!(table.values().all(|l| l.stream_creation_epoch == Some(NEW)));
     assert_eq!(
         table["shardId-000000000000"].checkpoint,

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 };
 use common::aws;
 use kinesis_collector::lease::dynamodb::{with_timeout, DynamoDbLeaseStore};
-use kinesis_collector::lease::{Checkpoint, Lease, LeaseError, LeaseStore};
+use kinesis_collector::lease::{Checkpoint, DeleteIf, Lease, LeaseError, LeaseStore};
 
 /// A store on a new table (created through the store itself).
 async fn new_store() -> (aws_sdk_dynamodb::Client, DynamoDbLeaseStore) {
@@ -382,4 +382,110 @@ async fn the_holders_lag_round_trips_through_renew_and_checkpoint() {
         (read.millis_behind_latest, read.checkpoint.as_str()),
         (Some(0), "42")
     );
+}
+
+#[tokio::test]
+async fn the_streams_creation_time_is_kept_by_every_write() {
+    let (client, store) = new_store().await;
+    let mut lease = Lease::new("shardId-000000000000", Checkpoint::TrimHorizon);
+    lease.stream_creation_epoch = Some(1_700_000_000);
+    store.create(&lease).await.unwrap();
+    let held = store.take(&lease, "worker-a").await.unwrap();
+    let held = store.renew(&held).await.unwrap();
+    let held = store
+        .checkpoint(&held, &Checkpoint::at("42"), &[])
+        .await
+        .unwrap();
+    let free = store.release(&held).await.unwrap();
+    assert_eq!(free.stream_creation_epoch, Some(1_700_000_000));
+    let raw = client
+        .get_item()
+        .table_name(store.table())
+        .key("leaseKey", AttributeValue::S(lease.key.clone()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        raw["streamCreationEpoch"],
+        AttributeValue::N("1700000000".into())
+    );
+    aws::delete_table(&client, store.table()).await;
+}
+
+#[tokio::test]
+async fn finished_leases_are_deleted_only_as_listed() {
+    let (client, store) = new_store().await;
+    let lease = Lease::new("shardId-000000000000", Checkpoint::TrimHorizon);
+    store.create(&lease).await.unwrap();
+    let held = store.take(&lease, "worker-a").await.unwrap();
+    assert!(!store.delete_if(&held, DeleteIf::Finished).await.unwrap());
+    let ended = store
+        .checkpoint(&held, &Checkpoint::ShardEnd, &[])
+        .await
+        .unwrap();
+    // A view older than the last write, or another owner: kept.
+    assert!(!store.delete_if(&held, DeleteIf::Finished).await.unwrap());
+    let mut other = ended.clone();
+    other.owner = Some("worker-b".into());
+    assert!(!store.delete_if(&other, DeleteIf::Finished).await.unwrap());
+    other.owner = None;
+    assert!(!store.delete_if(&other, DeleteIf::Finished).await.unwrap());
+    assert!(store.delete_if(&ended, DeleteIf::Finished).await.unwrap());
+    assert_eq!(store.get(&lease.key).await.unwrap(), None);
+    assert!(!store.delete_if(&ended, DeleteIf::Finished).await.unwrap());
+    // The holder learns at its next write that the lease is gone.
+    assert_lost(store.renew(&ended).await, "deleted");
+    aws::delete_table(&client, store.table()).await;
+}
+
+#[tokio::test]
+async fn leases_of_an_earlier_stream_are_deleted_only_as_listed() {
+    let (client, store) = new_store().await;
+    // Ours, made for the earlier stream, and renewed since it was listed.
+    let mut ours = Lease::new("shardId-000000000000", Checkpoint::at("7"));
+    ours.stream_creation_epoch = Some(1_600_000_000);
+    store.create(&ours).await.unwrap();
+    let listed = ours.clone();
+    let held = store.take(&ours, "worker-a").await.unwrap();
+    let mut newer = listed.clone();
+    newer.stream_creation_epoch = Some(1_700_000_000);
+    assert!(!store.delete_if(&newer, DeleteIf::Stale).await.unwrap());
+    assert!(store.delete_if(&listed, DeleteIf::Stale).await.unwrap());
+    assert_lost(store.renew(&held).await, "deleted");
+
+    // A KCL lease without a creation time: deleted while still without one and
+    // at the checkpoint listed; the stamp goes only on a lease without one.
+    let kcl = Lease::new("shardId-000000000001", Checkpoint::at("5"));
+    store.create(&kcl).await.unwrap();
+    let mut moved = kcl.clone();
+    moved.checkpoint = Checkpoint::at("6");
+    assert!(!store.delete_if(&moved, DeleteIf::Stale).await.unwrap());
+    assert!(store
+        .stamp_creation_epoch(&kcl.key, 1_700_000_000)
+        .await
+        .unwrap());
+    assert!(!store
+        .stamp_creation_epoch(&kcl.key, 1_800_000_000)
+        .await
+        .unwrap());
+    assert!(!store
+        .stamp_creation_epoch("shardId-000000000009", 1_700_000_000)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get("shardId-000000000009").await.unwrap(),
+        None,
+        "the stamp creates nothing"
+    );
+    let stamped = store.get(&kcl.key).await.unwrap().unwrap();
+    assert_eq!(
+        (stamped.stream_creation_epoch, stamped.counter),
+        (Some(1_700_000_000), 0)
+    );
+    assert!(!store.delete_if(&kcl, DeleteIf::Stale).await.unwrap());
+    assert!(store.delete_if(&stamped, DeleteIf::Stale).await.unwrap());
+    aws::delete_table(&client, store.table()).await;
 }

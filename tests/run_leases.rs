@@ -115,6 +115,21 @@ async fn a_kcl_2_lease_table_is_taken_over_with_its_checkpoints() {
     assert_eq!(kept.get("throughputKBps"), Some(&A::N("12.5".into())));
     assert_eq!(kept.get("checkpoint"), Some(&A::S(seqs[2].clone())));
     assert_eq!(kept.get("leaseOwner"), None, "released");
+    // Adopted as this stream's: stamped with its creation time.
+    let created = kinesis
+        .describe_stream_summary()
+        .stream_name(&setup.stream)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary()
+        .unwrap()
+        .stream_creation_timestamp()
+        .secs();
+    assert_eq!(
+        kept.get("streamCreationEpoch"),
+        Some(&A::N(created.to_string()))
+    );
     aws::delete_stream(&kinesis, &setup.stream).await;
 }
 

@@ -1,7 +1,8 @@
 //! `status`: the lease table as operators and scripts need it. It reads the table
 //! twice, a renew interval apart, and marks as stale the held leases whose
 //! counter did not move (their owner stopped renewing: crashed, hung or cut off).
-//! Read-only.
+//! Leases at SHARD_END are no longer renewed by design: they show as `ended`,
+//! never stale, and count for no worker. Read-only.
 
 use crate::config::Config;
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ use serde::Serialize;
 use crate::aws::{sdk_config, AwsTarget};
 use crate::cli::ConfigArg;
 use crate::lease::dynamodb::DynamoDbLeaseStore;
-use crate::lease::{Lease, LeaseStore};
+use crate::lease::{Checkpoint, Lease, LeaseStore};
 
 /// Arguments of `status`.
 #[derive(Debug, Args)]
@@ -46,8 +47,10 @@ pub struct LeaseStatus {
     pub counter: u64,
     /// `parentShardId`.
     pub parents: Vec<String>,
-    /// Held, and the counter did not move between the two reads.
+    /// Held, not finished, and the counter did not move between the two reads.
     pub stale: bool,
+    /// At SHARD_END: read to its end (deleted once its children have started).
+    pub ended: bool,
     /// How far behind the stream's tip the holder's reader was at its last renewal
     /// or checkpoint (MillisBehindLatest); `None` until a collector wrote it.
     pub millis_behind_latest: Option<u64>,
@@ -91,13 +94,16 @@ pub fn compare(
             sub_sequence_number: l.checkpoint.sub_sequence_number(),
             counter: l.counter,
             parents: l.parent_shard_ids.clone(),
-            stale: l.owner.is_some() && before.get(l.key.as_str()) == Some(&l.counter),
+            stale: l.owner.is_some()
+                && l.checkpoint != Checkpoint::ShardEnd
+                && before.get(l.key.as_str()) == Some(&l.counter),
+            ended: l.checkpoint == Checkpoint::ShardEnd,
             millis_behind_latest: l.millis_behind_latest,
         })
         .collect();
     leases.sort_by(|a, b| a.key.cmp(&b.key));
     let mut workers = BTreeMap::new();
-    for lease in &leases {
+    for lease in leases.iter().filter(|l| !l.ended) {
         if let Some(owner) = &lease.owner {
             *workers.entry(owner.clone()).or_default() += 1;
         }
@@ -106,7 +112,10 @@ pub fn compare(
         table: table.to_owned(),
         region: region.to_owned(),
         interval_secs: interval.as_secs_f64(),
-        free: leases.iter().filter(|l| l.owner.is_none()).count(),
+        free: leases
+            .iter()
+            .filter(|l| l.owner.is_none() && !l.ended)
+            .count(),
         stale: leases.iter().filter(|l| l.stale).count(),
         workers,
         leases,
@@ -134,6 +143,8 @@ impl StatusReport {
         for l in &self.leases {
             let state = if l.stale {
                 "STALE"
+            } else if l.ended {
+                "ended"
             } else if l.owner.is_some() {
                 "held"
             } else {
@@ -241,7 +252,6 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::Checkpoint;
 
     fn lease(key: &str, owner: Option<&str>, counter: u64) -> Lease {
         let mut l = Lease::new(
@@ -269,6 +279,12 @@ mod tests {
             lease("c", None, 1),
             lease("d", Some("w2"), 1),
         ];
+        let mut ended_first = lease("e", Some("w1"), 4);
+        ended_first.checkpoint = Checkpoint::ShardEnd;
+        let (first, second) = (
+            [&first[..], &[ended_first.clone()]].concat(),
+            [&second[..], &[ended_first]].concat(),
+        );
         let report = compare("t", "eu-west-1", Duration::from_secs(3), &first, &second);
         let stale: Vec<&str> = report
             .leases
@@ -276,7 +292,12 @@ mod tests {
             .filter(|l| l.stale)
             .map(|l| l.key.as_str())
             .collect();
-        assert_eq!(stale, ["a"], "a free lease and a new one are not stale");
+        assert_eq!(
+            stale,
+            ["a"],
+            "a free lease, a new one and a finished one are not stale"
+        );
+        assert!(report.leases[4].ended);
         assert_eq!(
             report.workers,
             BTreeMap::from([("w1".into(), 1), ("w2".into(), 2)])
@@ -285,6 +306,8 @@ mod tests {
         let text = report.to_text();
         assert!(text.contains("STALE"), "{text}");
         assert!(text.contains("shardId-0"), "{text}");
+        let line_e = text.lines().find(|l| l.starts_with("e ")).unwrap();
+        assert!(line_e.contains("ended"), "{line_e}");
         let line_b = text.lines().find(|l| l.starts_with("b ")).unwrap();
         assert!(line_b.contains("1h 2m 3s"), "{line_b}");
         let json = serde_json::to_value(&report).unwrap();

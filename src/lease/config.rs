@@ -24,7 +24,9 @@ pub struct LeaseConfig {
     #[serde(default)]
     pub max_leases_per_worker: usize,
     /// How often the stream's shards are listed to create leases for new shards
-    /// (after a split or merge). 1s to 1h; default `"60s"`.
+    /// (after a split or merge), delete finished parents' leases once their
+    /// children are read, and reset the leases of an earlier stream of the same
+    /// name. 1s to 1h; default `"60s"`.
     #[serde(
         default = "default_shard_sync_interval",
         deserialize_with = "units::duration"

@@ -9,7 +9,9 @@
 //! after [`LeaseCoordinator::release_all`]). Renewal never waits behind a reader
 //! or the sink: the only thing it can wait for is one checkpoint write of the same
 //! lease. Readers learn what to read from [`LeaseEvent`]s and stop when their
-//! lease's [`HeldLease::lost`] token is cancelled.
+//! lease's [`HeldLease::lost`] token is cancelled. A lease checkpointed at
+//! SHARD_END is no longer held (nor renewed): the shard sync deletes it once its
+//! children have started.
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::BuildHasher;
@@ -52,8 +54,8 @@ impl HeldLease {
         &self.key
     }
 
-    /// Cancelled once this worker no longer holds the lease (lost, or released):
-    /// the shard's reader selects on it and stops at once.
+    /// Cancelled once this worker no longer holds the lease (lost, released, or
+    /// finished at SHARD_END): the shard's reader selects on it and stops at once.
     pub fn lost(&self) -> &CancellationToken {
         &self.lost
     }
@@ -317,6 +319,21 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         });
     }
 
+    /// Stops holding a lease checkpointed at SHARD_END, as the KCL does: no more
+    /// renewals (its counter stays still, so the shard sync's conditional delete
+    /// of the finished lease succeeds, see [`super::cleanup`]), no release at
+    /// shutdown. The owner stays in the table; nobody takes a finished lease.
+    fn finished(&self, held: &Arc<HeldLease>) {
+        {
+            let mut map = self.lock_held();
+            if map.get(&held.key).is_some_and(|h| Arc::ptr_eq(h, held)) {
+                map.remove(&held.key);
+            }
+        }
+        held.lost.cancel();
+        debug!(worker = self.worker_id(), lease_key = %held.key, "shard finished: lease no longer renewed");
+    }
+
     /// The renew loop: renews every held lease each renew interval (a third of
     /// the failover time), concurrently, until `cancel`.
     pub async fn run_renewer(&self, cancel: CancellationToken) {
@@ -405,6 +422,10 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
                 *lease = updated;
                 *held.renewed_at() = Instant::now();
                 if *checkpoint == Checkpoint::ShardEnd {
+                    // Before the lock goes: a renewal waiting for it then sees
+                    // the lease finished and writes nothing.
+                    self.finished(held);
+                    drop(lease);
                     self.take_soon();
                 }
                 Ok(())

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::schema::{self, n, s};
-use super::{lost_reason, Checkpoint, Lease, LeaseConfig, LeaseError, LeaseStore};
+use super::{lost_reason, Checkpoint, DeleteIf, Lease, LeaseConfig, LeaseError, LeaseStore};
 use crate::aws::{AwsError, ErrorClass};
 
 /// How long [`LeaseStore::ensure_table`] waits for a new table to become ACTIVE
@@ -403,6 +403,75 @@ impl LeaseStore for DynamoDbLeaseStore {
             .await
             .map_err(|err| lease_error("DeleteItem", &err))?;
         Ok(())
+    }
+
+    async fn delete_if(&self, lease: &Lease, condition: DeleteIf) -> Result<bool, LeaseError> {
+        let mut delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(&lease.key)));
+        let expression = match condition {
+            DeleteIf::Finished => {
+                delete = delete
+                    .expression_attribute_values(":end", s(Checkpoint::ShardEnd.as_str()))
+                    .expression_attribute_values(":seen", n(lease.counter));
+                let owner = match &lease.owner {
+                    Some(owner) => {
+                        delete = delete.expression_attribute_values(":owner", s(owner));
+                        format!("{} = :owner", schema::LEASE_OWNER)
+                    }
+                    None => format!("attribute_not_exists({})", schema::LEASE_OWNER),
+                };
+                format!(
+                    "{} = :end AND {} = :seen AND {owner}",
+                    schema::CHECKPOINT,
+                    schema::LEASE_COUNTER
+                )
+            }
+            DeleteIf::Stale => match lease.stream_creation_epoch {
+                Some(epoch) => {
+                    delete = delete.expression_attribute_values(":epoch", n(epoch));
+                    format!("{} = :epoch", schema::STREAM_CREATION_EPOCH)
+                }
+                None => {
+                    delete = delete
+                        .expression_attribute_values(":checkpoint", s(lease.checkpoint.as_str()));
+                    format!(
+                        "attribute_not_exists({}) AND {} = :checkpoint",
+                        schema::STREAM_CREATION_EPOCH,
+                        schema::CHECKPOINT
+                    )
+                }
+            },
+        };
+        match delete.condition_expression(expression).send().await {
+            Ok(_) => Ok(true),
+            Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(err) => Err(lease_error("DeleteItem", &err)),
+        }
+    }
+
+    async fn stamp_creation_epoch(&self, key: &str, epoch: u64) -> Result<bool, LeaseError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(key)))
+            .update_expression(format!("SET {} = :epoch", schema::STREAM_CREATION_EPOCH))
+            .condition_expression(format!(
+                "attribute_exists({}) AND attribute_not_exists({})",
+                schema::LEASE_KEY,
+                schema::STREAM_CREATION_EPOCH
+            ))
+            .expression_attribute_values(":epoch", n(epoch))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(err) => Err(lease_error("UpdateItem", &err)),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{lost_reason, Checkpoint, Lease, LeaseError, LeaseStore};
+use super::{lost_reason, Checkpoint, DeleteIf, Lease, LeaseError, LeaseStore};
 use crate::aws::{AwsError, ErrorClass};
 
 /// Leases in a shared map; clones share it.
@@ -155,6 +155,40 @@ impl LeaseStore for MemoryLeaseStore {
         self.lock().remove(key);
         Ok(())
     }
+
+    async fn delete_if(&self, lease: &Lease, condition: DeleteIf) -> Result<bool, LeaseError> {
+        self.injected_failure("DeleteItem")?;
+        let mut leases = self.lock();
+        let matches = leases
+            .get(&lease.key)
+            .is_some_and(|current| match condition {
+                DeleteIf::Finished => {
+                    current.checkpoint == Checkpoint::ShardEnd
+                        && current.counter == lease.counter
+                        && current.owner == lease.owner
+                }
+                DeleteIf::Stale => {
+                    current.stream_creation_epoch == lease.stream_creation_epoch
+                        && (lease.stream_creation_epoch.is_some()
+                            || current.checkpoint == lease.checkpoint)
+                }
+            });
+        if matches {
+            leases.remove(&lease.key);
+        }
+        Ok(matches)
+    }
+
+    async fn stamp_creation_epoch(&self, key: &str, epoch: u64) -> Result<bool, LeaseError> {
+        self.injected_failure("UpdateItem")?;
+        match self.lock().get_mut(key) {
+            Some(current) if current.stream_creation_epoch.is_none() => {
+                current.stream_creation_epoch = Some(epoch);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +250,50 @@ mod tests {
         store.delete("shard-0").await.unwrap();
         let err = store.renew(&a).await.unwrap_err();
         assert!(err.to_string().contains("deleted"), "{err}");
+        assert!(store.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn conditional_deletes_and_the_creation_epoch_stamp() {
+        let store = MemoryLeaseStore::new();
+        let lease = Lease::new("shard-0", Checkpoint::TrimHorizon);
+        store.create(&lease).await.unwrap();
+        let held = store.take(&lease, "a").await.unwrap();
+        // Not finished: kept.
+        assert!(!store.delete_if(&held, DeleteIf::Finished).await.unwrap());
+        let done = store
+            .checkpoint(&held, &Checkpoint::ShardEnd, &[])
+            .await
+            .unwrap();
+        // Listed before the last write: kept.
+        assert!(!store.delete_if(&held, DeleteIf::Finished).await.unwrap());
+        assert!(store.delete_if(&done, DeleteIf::Finished).await.unwrap());
+        assert!(!store.delete_if(&done, DeleteIf::Finished).await.unwrap());
+
+        // Stale without an epoch: only while still without one, at that checkpoint.
+        let kcl = Lease::new("shard-1", Checkpoint::at("5"));
+        store.create(&kcl).await.unwrap();
+        let mut moved = kcl.clone();
+        moved.checkpoint = Checkpoint::at("6");
+        assert!(!store.delete_if(&moved, DeleteIf::Stale).await.unwrap());
+        assert!(store.stamp_creation_epoch("shard-1", 100).await.unwrap());
+        assert!(!store.stamp_creation_epoch("shard-1", 200).await.unwrap());
+        assert!(!store.stamp_creation_epoch("missing", 200).await.unwrap());
+        let stamped = store.get("shard-1").await.unwrap().unwrap();
+        assert_eq!(
+            (stamped.stream_creation_epoch, stamped.counter),
+            (Some(100), 0),
+            "the stamp leaves the counter alone"
+        );
+        assert!(!store.delete_if(&kcl, DeleteIf::Stale).await.unwrap());
+        // Stale with an epoch: whatever the counter.
+        let taken = store.take(&stamped, "b").await.unwrap();
+        let renewed = store.renew(&taken).await.unwrap();
+        assert_eq!(renewed.stream_creation_epoch, Some(100));
+        let mut other = stamped.clone();
+        other.stream_creation_epoch = Some(99);
+        assert!(!store.delete_if(&other, DeleteIf::Stale).await.unwrap());
+        assert!(store.delete_if(&stamped, DeleteIf::Stale).await.unwrap());
         assert!(store.list().await.unwrap().is_empty());
     }
 

@@ -11,19 +11,28 @@
 //!   for tests of the coordinator; [`schema`] maps leases to DynamoDB items.
 //! - [`balance`]: which leases to take (pure logic); [`coordinator`]: the take and
 //!   renew loops and the single writer of each held lease.
-//! - [`shard_sync`]: leases made from the stream's shard list (children of a
-//!   split or merge start at TRIM_HORIZON); single- and multi-stream lease keys.
+//! - [`shard_sync`]: the lease table kept in step with the stream's shard list
+//!   (children of a split or merge start at TRIM_HORIZON); single- and
+//!   multi-stream lease keys.
+//! - [`lineage`]: whether a single-stream lease is of the stream now called by
+//!   its name or of an earlier one deleted and created again (pure); such leases
+//!   are reset, not resumed.
+//! - [`cleanup`]: which finished leases to delete once their children have
+//!   started or their shard expired (the KCL's lease cleanup; pure).
 //! - [`watermark`]: a shard's checkpoint, the highest position acknowledged with
 //!   everything before it (pure).
 //! - [`LeaseConfig`]: the `[lease]` section.
 //!
-//! Every write is an `UpdateItem` (or a `PutItem` that only creates), so attributes
-//! written by other tools, such as KCL 3.x's, are kept as they are.
+//! Every write is an `UpdateItem` (or a `PutItem` that only creates, or a
+//! conditional `DeleteItem`), so attributes written by other tools, such as KCL
+//! 3.x's, are kept as they are.
 
 pub mod balance;
+pub mod cleanup;
 mod config;
 pub mod coordinator;
 pub mod dynamodb;
+pub mod lineage;
 pub mod memory;
 pub mod schema;
 pub mod shard_sync;
@@ -65,6 +74,12 @@ pub struct Lease {
     /// was at its last renewal or checkpoint (this collector's own attribute, for
     /// `status`; KCL tools ignore it).
     pub millis_behind_latest: Option<u64>,
+    /// `streamCreationEpoch` (single-stream mode; this collector's attribute, KCL
+    /// tools ignore it): the creation time, in seconds since the Unix epoch, of
+    /// the stream the lease was made for. A lease of an earlier stream of the same
+    /// name is reset instead of resumed (see [`shard_sync`]). `None` on leases
+    /// written by the Java KCL or earlier versions of this collector.
+    pub stream_creation_epoch: Option<u64>,
 }
 
 impl Lease {
@@ -82,6 +97,7 @@ impl Lease {
             stream_name: None,
             shard_id: None,
             millis_behind_latest: None,
+            stream_creation_epoch: None,
         }
     }
 
@@ -228,7 +244,20 @@ impl LeaseError {
     }
 }
 
-/// The lease table's operations. Every write but `create` and `delete` is
+/// What a conditional delete ([`LeaseStore::delete_if`]) expects of the item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteIf {
+    /// A finished lease nobody wrote since it was listed: still at SHARD_END,
+    /// with the counter and owner of the lease given.
+    Finished,
+    /// A lease of an earlier stream of the same name, still as listed: its
+    /// `streamCreationEpoch` as in the lease given or, for a lease without one,
+    /// still without one and at the same checkpoint.
+    Stale,
+}
+
+/// The lease table's operations. Every write but `create`, `delete`, `delete_if`
+/// and `stamp_creation_epoch` is
 /// conditional on the lease counter last seen (and, for the holder's writes, on the
 /// owner), and returns the lease as the table now holds it, so the caller keeps an
 /// up-to-date counter for its next write.
@@ -277,6 +306,25 @@ pub trait LeaseStore: Send + Sync + 'static {
 
     /// Deletes the lease (e.g. a finished shard whose data has expired).
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), LeaseError>> + Send;
+
+    /// Deletes `lease` if the table still holds it as `condition` says; returns
+    /// whether it did (`false`: another worker changed or deleted it first, not an
+    /// error). The counter is not part of [`DeleteIf::Stale`]: a holder's renewals
+    /// must not keep a lease of an earlier stream alive.
+    fn delete_if(
+        &self,
+        lease: &Lease,
+        condition: DeleteIf,
+    ) -> impl Future<Output = Result<bool, LeaseError>> + Send;
+
+    /// Writes `streamCreationEpoch` on the lease `key` if it exists without one
+    /// (a lease adopted from the KCL or an earlier version); returns whether it
+    /// did. Leaves the counter alone, so the holder's next write still succeeds.
+    fn stamp_creation_epoch(
+        &self,
+        key: &str,
+        epoch: u64,
+    ) -> impl Future<Output = Result<bool, LeaseError>> + Send;
 }
 
 /// What the table holds instead of the lease we expected.

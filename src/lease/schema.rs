@@ -40,6 +40,9 @@ pub const STREAM_NAME: &str = "streamName";
 pub const SHARD_ID: &str = "shardId";
 /// How far behind the tip the holder's reader was (this collector's attribute).
 pub const MILLIS_BEHIND_LATEST: &str = "millisBehindLatest";
+/// Creation time of the stream the lease was made for, seconds since the Unix
+/// epoch (N; this collector's attribute, single-stream mode).
+pub const STREAM_CREATION_EPOCH: &str = "streamCreationEpoch";
 
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;
@@ -98,6 +101,7 @@ pub fn from_item(item: &Item) -> Result<Lease, LeaseError> {
             .map_err(&malformed)?
             .map(str::to_owned),
         millis_behind_latest: number(item, MILLIS_BEHIND_LATEST).map_err(&malformed)?,
+        stream_creation_epoch: number(item, STREAM_CREATION_EPOCH).map_err(&malformed)?,
         key,
     })
 }
@@ -137,6 +141,9 @@ pub fn to_new_item(lease: &Lease) -> Item {
     }
     if let Some(lag) = lease.millis_behind_latest {
         item.insert(MILLIS_BEHIND_LATEST.into(), n(lag));
+    }
+    if let Some(epoch) = lease.stream_creation_epoch {
+        item.insert(STREAM_CREATION_EPOCH.into(), n(epoch));
     }
     item
 }
@@ -216,6 +223,7 @@ mod tests {
             stream_name: Some("123456789012:fortisiem:1600000000".into()),
             shard_id: Some("shardId-000000000002".into()),
             millis_behind_latest: Some(1500),
+            stream_creation_epoch: Some(1_600_000_000),
         }
     }
 

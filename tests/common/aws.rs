@@ -136,6 +136,47 @@ pub async fn create_stream(client: &aws_sdk_kinesis::Client, shards: i32) -> Str
     name
 }
 
+/// Creates the stream `name` with `shards` shards (e.g. again, after deleting it)
+/// and waits until it is ACTIVE.
+pub async fn create_stream_named(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .expect("CreateStream");
+    wait_stream_active(client, name).await;
+}
+
+/// Deletes the stream `name` and waits until it is gone.
+pub async fn delete_stream_and_wait(client: &aws_sdk_kinesis::Client, name: &str) {
+    client
+        .delete_stream()
+        .stream_name(name)
+        .send()
+        .await
+        .expect("DeleteStream");
+    wait_for("stream deleted", Duration::from_secs(20), || async {
+        match client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+        {
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Some(())
+            }
+            _ => None,
+        }
+    })
+    .await
+}
+
 /// The middle of the hash key range: the new starting hash key that splits a shard
 /// covering all of it into two halves.
 pub const MID_HASH_KEY: &str = "170141183460469231731687303715884105728";

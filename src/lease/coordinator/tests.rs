@@ -282,15 +282,21 @@ async fn children_are_taken_as_soon_as_their_parent_ends() {
         .checkpoint(&parent, &Checkpoint::ShardEnd, &children)
         .await
         .unwrap();
-    within(Duration::from_millis(100), || a.count() == 3).await;
+    within(Duration::from_millis(100), || a.count() == 2).await;
     assert_eq!(
-        store
-            .get("shardId-000000000000")
-            .await
-            .unwrap()
-            .unwrap()
-            .child_shard_ids,
-        children
+        a.coordinator.held_keys(),
+        children,
+        "the finished parent is not held"
+    );
+    assert!(parent.lost().is_cancelled());
+    let ended = store.get("shardId-000000000000").await.unwrap().unwrap();
+    assert_eq!(ended.child_shard_ids, children);
+    // No longer renewed: its counter stays still for the shard sync's cleanup.
+    tokio::time::sleep(config().failover * 2).await;
+    let later = store.get("shardId-000000000000").await.unwrap().unwrap();
+    assert_eq!(
+        (later.counter, later.owner.as_deref()),
+        (ended.counter, Some("a"))
     );
 }
 

@@ -553,7 +553,9 @@ impl App {
     }
 }
 
-/// Lists each stream's shards every `interval` and creates leases for new ones.
+/// Syncs each stream's leases with its shards every `interval`: creates leases for
+/// new shards, deletes finished parents' leases, resets the leases of a stream
+/// created again (see [`crate::lease::shard_sync`]).
 async fn sync_loop(streams: Vec<Arc<StreamContext>>, interval: Duration, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -22,7 +22,7 @@
 //! - [`decode`]: one Kinesis record's bytes → events: KPL de-aggregation, capped
 //!   gunzip, the CloudWatch Logs envelope.
 //! - [`classify`]: VPC flow (default and custom formats), CloudTrail, other.
-//! - [`format`]: event bodies (`fsm`, `json`) and RFC 3339 timestamps.
+//! - [`format`](mod@format): event bodies (`fsm`, `json`) and RFC 3339 timestamps.
 //! - [`sink`]: syslog headers and framing, delivery over TCP/TLS/UDP/RELP/stdout
 //!   with reconnects, a bounded queue and per-batch acknowledgements.
 //! - [`telemetry`]: the counters and gauges the pipeline keeps, read by the exporters

@@ -28,7 +28,7 @@ static EVENT_VERSION_KEY: LazyLock<memmem::Finder<'static>> =
 ///
 /// Cheap on the hot path, and never allocates: anything that does not start with
 /// `{` or lacks the bytes `"eventVersion"` is rejected at once; otherwise the
-/// object's top-level members are walked ([`json_scan`]), nested values skipped by
+/// object's top-level members are walked (`json_scan`), nested values skipped by
 /// bracket depth, and the walk stops as soon as the keys above have been seen
 /// (they come first in AWS's records, before the large request and response
 /// elements). The rest of the object is therefore not validated: the message is

@@ -202,7 +202,7 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
     }
 
     /// The take loop: a round at once, then every take interval (after
-    /// [`FOLLOW_UP_WAIT`] or a renew interval, the shorter, when free leases were
+    /// `FOLLOW_UP_WAIT` (1 s) or a renew interval, the shorter, when free leases were
     /// left for later or another worker won a lease, or at once on
     /// [`take_soon`](Self::take_soon)), until `cancel`.
     /// Returns an error only when the table cannot be read for a reason retrying

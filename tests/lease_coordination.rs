@@ -24,6 +24,7 @@ async fn new_store() -> DynamoDbLeaseStore {
 
 #[tokio::test]
 async fn shard_sync_makes_leases_before_and_after_a_split() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let kinesis = aws::kinesis().await;
     let name = aws::create_stream(&kinesis, 1).await;
     let stream = StreamId::Name(name.clone());
@@ -92,6 +93,7 @@ async fn shard_sync_makes_leases_before_and_after_a_split() {
 
 #[tokio::test]
 async fn two_coordinators_share_a_dynamodb_table() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let store = new_store().await;
     for i in 0..4 {
         let lease = kinesis_collector::lease::Lease::new(

@@ -20,6 +20,7 @@ use kinesis_collector::lease::{Checkpoint, LeaseStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_worker_drains_a_four_shard_stream_each_event_once() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let (kinesis, setup, receiver, store) = setup(4).await;
     let want = publish(&kinesis, &setup.stream, 0, 20, 10).await;
     let worker = Worker::start(&setup, "w1");
@@ -63,6 +64,7 @@ async fn one_worker_drains_a_four_shard_stream_each_event_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_is_counted_dead_lettered_and_skipped() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let (kinesis, mut setup, receiver, store) = setup(1).await;
     let dir = tempfile::tempdir().unwrap();
     setup.dead_letter_dir = Some(dir.path().display().to_string());
@@ -110,6 +112,7 @@ async fn a_poison_record_is_counted_dead_lettered_and_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_from_the_checkpoints() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let (kinesis, setup, receiver, _store) = setup(2).await;
     let first = publish(&kinesis, &setup.stream, 0, 6, 5).await;
     let worker = Worker::start(&setup, "w1");
@@ -132,6 +135,7 @@ async fn a_restart_resumes_from_the_checkpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_hands_the_shards_over_within_one_take_interval() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let (kinesis, setup, receiver, store) = setup(4).await;
     let first = publish(&kinesis, &setup.stream, 0, 8, 5).await;
     let (a, b) = start_pair(&setup, &receiver, &first).await;
@@ -158,6 +162,7 @@ async fn a_clean_stop_hands_the_shards_over_within_one_take_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_s_shards_are_taken_after_the_failover_time() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let (kinesis, setup, receiver, store) = setup(4).await;
     let first = publish(&kinesis, &setup.stream, 0, 8, 5).await;
     let (a, b) = start_pair(&setup, &receiver, &first).await;
@@ -188,6 +193,7 @@ async fn a_killed_worker_s_shards_are_taken_after_the_failover_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_split_and_a_merge_children_follow_their_parents() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let (kinesis, setup, receiver, _store) = setup(1).await;
     let parent_events = publish(&kinesis, &setup.stream, 0, 4, 5).await;
     let worker = Worker::start(&setup, "w1");

@@ -18,6 +18,7 @@ use kinesis_collector::lease::LeaseStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_started_together_split_eight_shards_evenly() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let (kinesis, setup, receiver, _store) = setup(8).await;
     let want = publish(&kinesis, &setup.stream, 0, 8, 2).await;
     let started = tokio::time::Instant::now();
@@ -38,6 +39,7 @@ async fn two_workers_started_together_split_eight_shards_evenly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kcl_2_lease_table_is_taken_over_with_its_checkpoints() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     use aws_sdk_dynamodb::types::AttributeValue as A;
     let (kinesis, setup, receiver, store) = setup(2).await;
     // Three records on shard 0 (the lower half of the key space), one on shard 1.
@@ -135,6 +137,7 @@ async fn a_kcl_2_lease_table_is_taken_over_with_its_checkpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_streams_share_one_lease_table_with_multi_stream_keys() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let (kinesis, mut setup, receiver, store) = setup(2).await;
     let other = aws::create_stream(&kinesis, 1).await;
     setup.more_streams.push(other.clone());

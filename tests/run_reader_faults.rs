@@ -89,6 +89,7 @@ fn kinesis_local() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_get_records_back_off_and_deliver_every_event_once() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     const THROTTLES: usize = 6;
     let proxy = FaultProxy::start(&kinesis_local()).await;
     let kinesis = aws::kinesis().await;
@@ -169,6 +170,7 @@ async fn throttled_get_records_back_off_and_deliver_every_event_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_sdk_s_retries_a_throttle_counts_once_it_outlasts_them() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let proxy = FaultProxy::start(&kinesis_local()).await;
     let kinesis = aws::kinesis().await;
     let stream = aws::create_stream(&kinesis, 1).await;
@@ -216,6 +218,7 @@ async fn with_the_sdk_s_retries_a_throttle_counts_once_it_outlasts_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_low_read_limit_every_event_arrives_once() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let proxy = FaultProxy::start(&kinesis_local()).await;
     let kinesis = aws::kinesis().await;
     let stream = aws::create_stream(&kinesis, 2).await;
@@ -265,6 +268,7 @@ async fn under_a_low_read_limit_every_event_arrives_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_iterator_resumes_after_the_last_record_handed_on() {
+    let _one_at_a_time = aws::one_at_a_time().await;
     let proxy = FaultProxy::start(&kinesis_local()).await;
     let kinesis = aws::kinesis().await;
     let stream = aws::create_stream(&kinesis, 2).await;

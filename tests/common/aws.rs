@@ -102,6 +102,14 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// Tests that measure time (handover, failover, back-off) share 2 cores with the
+/// emulators: every test of such a binary holds this guard while it runs, so they
+/// run one at a time (cargo already runs test binaries one after another).
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, for at most `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

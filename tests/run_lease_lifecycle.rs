@@ -62,6 +62,27 @@ fn log_lines_with(words: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Deletes the stream `name` (created at `old_epoch`) and creates it again with
+/// `shards` shards. Creation times have whole seconds (as the KCL's): on AWS a
+/// deletion takes longer than that, on the emulator this waits for the next second.
+async fn create_again(kinesis: &aws_sdk_kinesis::Client, name: &str, old_epoch: u64, shards: i32) {
+    aws::delete_stream_and_wait(kinesis, name).await;
+    next_second(old_epoch).await;
+    aws::create_stream_named(kinesis, name, shards).await;
+}
+
+/// Waits until the clock is past second `epoch`.
+async fn next_second(epoch: u64) {
+    aws::wait_for("the next second", Duration::from_secs(2), || async {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        (now > epoch).then_some(())
+    })
+    .await;
+}
+
 async fn creation_epoch(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> u64 {
     let out = kinesis
         .describe_stream_summary()
@@ -97,16 +118,7 @@ async fn a_stream_created_again_under_the_same_name_gets_fresh_leases() {
     // Deleted and created again under the same name, with new events. The
     // creation time has whole seconds (as the KCL's): on AWS a deletion takes
     // longer than that, on the emulator the test waits for the next second.
-    aws::delete_stream_and_wait(&kinesis, &setup.stream).await;
-    aws::wait_for("the next second", Duration::from_secs(2), || async {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        (now > old_epoch).then_some(())
-    })
-    .await;
-    aws::create_stream_named(&kinesis, &setup.stream, 2).await;
+    create_again(&kinesis, &setup.stream, old_epoch, 2).await;
     let new_epoch = creation_epoch(&kinesis, &setup.stream).await;
     assert!(new_epoch > old_epoch, "{new_epoch} after {old_epoch}");
     let second = publish(&kinesis, &setup.stream, 1000, 4, 3).await;
@@ -218,14 +230,7 @@ async fn a_stream_created_again_while_the_collector_runs_is_read_from_the_start(
         },
     )
     .await;
-    aws::wait_for("the next second", Duration::from_secs(2), || async {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        (now > old_epoch).then_some(())
-    })
-    .await;
+    next_second(old_epoch).await;
     aws::create_stream_named(&kinesis, &setup.stream, 1).await;
     let second = publish(&kinesis, &setup.stream, 1000, 2, 3).await;
     // The next shard sync resets the lease; the next take round takes it.
@@ -256,16 +261,7 @@ async fn a_multi_stream_collector_says_to_restart_when_a_stream_is_created_again
     let worker = Worker::start(&setup, "w1");
     receiver.wait_for_all(&first, Duration::from_secs(30)).await;
     let old_epoch = creation_epoch(&kinesis, &setup.stream).await;
-    aws::delete_stream_and_wait(&kinesis, &setup.stream).await;
-    aws::wait_for("the next second", Duration::from_secs(2), || async {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        (now > old_epoch).then_some(())
-    })
-    .await;
-    aws::create_stream_named(&kinesis, &setup.stream, 1).await;
+    create_again(&kinesis, &setup.stream, old_epoch, 1).await;
     // Its lease keys were made at start: the shard sync refuses to go on with
     // them and says what to do.
     aws::wait_for("the restart warning", Duration::from_secs(10), || async {

@@ -34,18 +34,6 @@ async fn region_config(region: &str) -> aws_config::SdkConfig {
     sdk_config(&target, "run-regions").await.unwrap()
 }
 
-/// Creates stream `name` with `shards` shards in the client's region.
-async fn create_stream(kinesis: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
-    kinesis
-        .create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
-        .await
-        .expect("CreateStream");
-    aws::wait_stream_active(kinesis, name).await;
-}
-
 /// Puts `records` records of 5 events each, numbered from `first`, round robin
 /// over the key space; returns the event numbers and the records' sequence
 /// numbers.
@@ -91,9 +79,9 @@ async fn one_process_reads_a_stream_in_two_regions_with_a_lease_table_in_each() 
     // stream in us-west-2 only.
     let name = aws::unique_name("regions");
     let other = aws::unique_name("regions-west-only");
-    create_stream(&east_kinesis, &name, 2).await;
-    create_stream(&west_kinesis, &name, 3).await;
-    create_stream(&west_kinesis, &other, 1).await;
+    aws::create_stream_named(&east_kinesis, &name, 2).await;
+    aws::create_stream_named(&west_kinesis, &name, 3).await;
+    aws::create_stream_named(&west_kinesis, &other, 1).await;
     let (east_events, east_sequences) = publish(&east_kinesis, &name, 0, 6).await;
     let (west_events, mut west_sequences) = publish(&west_kinesis, &name, 1000, 6).await;
     let (other_events, other_sequences) = publish(&west_kinesis, &other, 2000, 3).await;

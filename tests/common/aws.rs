@@ -133,14 +133,7 @@ where
 /// its name.
 pub async fn create_stream(client: &aws_sdk_kinesis::Client, shards: i32) -> String {
     let name = unique_name("test-stream");
-    client
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(shards)
-        .send()
-        .await
-        .expect("CreateStream");
-    wait_stream_active(client, &name).await;
+    create_stream_named(client, &name, shards).await;
     name
 }
 

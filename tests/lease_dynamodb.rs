@@ -28,6 +28,24 @@ async fn new_store() -> (aws_sdk_dynamodb::Client, DynamoDbLeaseStore) {
     (client, store)
 }
 
+/// The lease item `key` as stored (every attribute, ours or not).
+async fn raw_item(
+    client: &aws_sdk_dynamodb::Client,
+    store: &DynamoDbLeaseStore,
+    key: &str,
+) -> HashMap<String, AttributeValue> {
+    client
+        .get_item()
+        .table_name(store.table())
+        .key("leaseKey", AttributeValue::S(key.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the lease item")
+}
+
 fn assert_lost(result: Result<Lease, LeaseError>, reason: &str) {
     match result {
         Err(LeaseError::Lost { reason: got, .. }) => assert!(
@@ -278,15 +296,7 @@ async fn kcl_2_lease_table_is_read_and_its_other_attributes_kept() {
         .await
         .unwrap();
     store.release(&ours).await.unwrap();
-    let raw = client
-        .get_item()
-        .table_name(store.table())
-        .key("leaseKey", AttributeValue::S("shardId-000000000002".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let raw = raw_item(&client, &store, "shardId-000000000002").await;
     assert_eq!(raw["throughputKBps"], AttributeValue::N("12.5".into()));
     assert_eq!(raw["startingHashKey"], AttributeValue::S("0".into()));
     assert_eq!(
@@ -306,15 +316,7 @@ async fn kcl_2_lease_table_is_read_and_its_other_attributes_kept() {
 
     let free = store.take(shard(3), "collector-1").await.unwrap();
     store.renew(&free).await.unwrap();
-    let raw = client
-        .get_item()
-        .table_name(store.table())
-        .key("leaseKey", AttributeValue::S("shardId-000000000003".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let raw = raw_item(&client, &store, "shardId-000000000003").await;
     assert_eq!(
         raw["operatorNote"],
         AttributeValue::S("migrated from the Java consumer".into())
@@ -398,16 +400,7 @@ async fn the_streams_creation_time_is_kept_by_every_write() {
         .unwrap();
     let free = store.release(&held).await.unwrap();
     assert_eq!(free.stream_creation_epoch, Some(1_700_000_000));
-    let raw = client
-        .get_item()
-        .table_name(store.table())
-        .key("leaseKey", AttributeValue::S(lease.key.clone()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let raw = raw_item(&client, &store, &lease.key).await;
     assert_eq!(
         raw["streamCreationEpoch"],
         AttributeValue::N("1700000000".into())

@@ -188,7 +188,7 @@ impl TlsConfig {
 pub struct SinkConfig {
     /// Receivers as `host:port` (`[v6addr]:port` for IPv6). The first that works is
     /// used; after a connection fails, attempts start at the next (wrapping around);
-    /// names are resolved again at every connect.
+    /// names are resolved again at every connect (`udp`: every minute).
     #[serde(default)]
     pub addresses: Vec<String>,
     /// `tcp`, `tls`, `udp`, `relp`, `relp-tls` or `stdout`.

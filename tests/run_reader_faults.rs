@@ -1,7 +1,8 @@
 //! The `kinesis-collector run` binary reading kinesis-local through a fault-injecting
 //! proxy (tests/common/fault_proxy.rs), with moto's DynamoDB for leases: GetRecords
 //! throttled in bursts (with and without the SDK's own retries) or by a low read
-//! limit, and an iterator that expires after a batch was handed on.
+//! limit, an iterator that expires after a batch was handed on, and a stream
+//! that is briefly not ACTIVE.
 //! kinesis-local has no setting for either (it never throttles GetRecords; its
 //! iterators live a fixed 300 s), so the proxy answers those calls itself, with the
 //! errors Kinesis sends. Every event must still arrive exactly once.
@@ -371,5 +372,55 @@ async fn an_expired_iterator_resumes_after_the_last_record_handed_on() {
     assert_each_once(&receiver, &want);
     // Only the one fault, and only the two iterators (no restart of the shard).
     assert_eq!(proxy.calls("GetShardIterator", SHARD_0).len(), 2);
+    aws::delete_stream(&kinesis, &stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_briefly_not_active_is_waited_out() {
+    let _one_at_a_time = aws::one_at_a_time().await;
+    let proxy = FaultProxy::start(&kinesis_local()).await;
+    let kinesis = aws::kinesis().await;
+    let stream = aws::create_stream(&kinesis, 1).await;
+    let first = publish(&kinesis, &stream, 0, 2, 5).await;
+    let (receiver, port) = Receiver::start().await;
+    // After the first batch, Kinesis says the stream is not ACTIVE (as while it is
+    // being deleted, or updated on some emulators) for four calls: the reader must
+    // back off and go on, not stop the collector.
+    proxy.add(Rule {
+        shard_id: SHARD_0.into(),
+        fault: Fault::NotActive,
+        times: 4,
+        trigger: Trigger::AfterRecords,
+    });
+    let collector = Collector::start(
+        &aws::unique_name("faults-app"),
+        &stream,
+        port,
+        "200ms",
+        &proxy.url(),
+        &[],
+    );
+    collector
+        .process
+        .wait_delivered(&receiver, &first, Duration::from_secs(30))
+        .await;
+    aws::wait_for(
+        "the stream not ACTIVE four times",
+        Duration::from_secs(30),
+        || async {
+            collector.assert_running();
+            (proxy.faults(Fault::NotActive) == 4).then_some(())
+        },
+    )
+    .await;
+    let second = publish(&kinesis, &stream, 100, 2, 5).await;
+    collector
+        .process
+        .wait_delivered(&receiver, &second, Duration::from_secs(30))
+        .await;
+    let (status, stderr) = collector.stop().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let want: BTreeSet<u64> = first.union(&second).copied().collect();
+    assert_each_once(&receiver, &want);
     aws::delete_stream(&kinesis, &stream).await;
 }

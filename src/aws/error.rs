@@ -172,7 +172,11 @@ const THROTTLING_CODES: &[&str] = &[
 ];
 
 /// Error codes worth retrying that are not throttles. An expired session token is
-/// here because the credentials provider fetches fresh ones for the next call.
+/// here because the credentials provider fetches fresh ones for the next call;
+/// `ResourceInUseException` because Kinesis answers it while a stream is not ACTIVE
+/// (being created or deleted): wait, and the stream is either ready or gone
+/// (ResourceNotFound, which ends the shard's reader). DynamoDB's CreateTable answers
+/// it for a table that exists, which the lease store checks first.
 const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeout",
     "RequestTimeoutException",
@@ -185,6 +189,7 @@ const TRANSIENT_CODES: &[&str] = &[
     "ExpiredToken",
     "ExpiredTokenException",
     "IDPCommunicationError",
+    "ResourceInUseException",
 ];
 
 /// Classifies a service's error answer by its code, else by its HTTP status.
@@ -219,6 +224,7 @@ mod tests {
             (None, 429, ErrorClass::Throttled),
             (Some("InternalFailure"), 500, ErrorClass::Transient),
             (Some("ExpiredTokenException"), 400, ErrorClass::Transient),
+            (Some("ResourceInUseException"), 400, ErrorClass::Transient),
             (Some("Whatever"), 503, ErrorClass::Transient),
             (None, 502, ErrorClass::Transient),
             (Some("AccessDeniedException"), 400, ErrorClass::Fatal),

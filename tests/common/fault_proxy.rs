@@ -39,6 +39,9 @@ pub enum Fault {
     Throttled,
     /// `ExpiredIteratorException`: the iterator is older than 300 s.
     ExpiredIterator,
+    /// `ResourceInUseException`: the stream is not ACTIVE (being deleted, or
+    /// created).
+    NotActive,
 }
 
 impl Fault {
@@ -46,6 +49,7 @@ impl Fault {
         match self {
             Fault::Throttled => "ProvisionedThroughputExceededException",
             Fault::ExpiredIterator => "ExpiredIteratorException",
+            Fault::NotActive => "ResourceInUseException",
         }
     }
 
@@ -60,6 +64,10 @@ impl Fault {
                  Thu Jan 01 00:00:00 UTC 1970 while right now it is Thu Jan 01 00:05:01 UTC 1970 \
                  which is further in the future than the tolerated delay of 300000 milliseconds."
                 .to_owned(),
+            Fault::NotActive => format!(
+                "Stream fault-proxy under account 000000000000 not ACTIVE, instead in state \
+                 DELETING (shard {shard_id})"
+            ),
         };
         let body = serde_json::json!({ "__type": self.code(), "message": message }).to_string();
         Response::builder()

@@ -66,6 +66,18 @@ impl Collector {
         }
     }
 
+    /// [`Collector::start`] with an application of its own and checkpoints every
+    /// 200 ms.
+    fn reading(
+        stream: &str,
+        sink_port: u16,
+        proxy: &FaultProxy,
+        env: &[(&str, &str)],
+    ) -> Collector {
+        let application = aws::unique_name("faults-app");
+        Collector::start(&application, stream, sink_port, "200ms", &proxy.url(), env)
+    }
+
     /// Panics with its log if the collector has exited.
     fn assert_running(&self) {
         self.process.assert_running();
@@ -104,14 +116,7 @@ async fn throttled_get_records_back_off_and_deliver_every_event_once() {
     // The SDK would retry each throttle twice itself (standard mode, 3 attempts):
     // with one attempt, every throttle reaches the reader, so the gaps measured are
     // the reader's own back-off and the counter counts each one.
-    let collector = Collector::start(
-        &aws::unique_name("faults-app"),
-        &stream,
-        port,
-        "200ms",
-        &proxy.url(),
-        &[("AWS_MAX_ATTEMPTS", "1")],
-    );
+    let collector = Collector::reading(&stream, port, &proxy, &[("AWS_MAX_ATTEMPTS", "1")]);
     collector
         .process
         .wait_delivered(&receiver, &want, Duration::from_secs(60))
@@ -181,14 +186,7 @@ async fn with_the_sdk_s_retries_a_throttle_counts_once_it_outlasts_them() {
     // one call fails after its three attempts (the reader backs off and counts
     // it), the next succeeds on its second attempt (the SDK hides it).
     proxy.add(Rule::throttle(SHARD_0, 4));
-    let collector = Collector::start(
-        &aws::unique_name("faults-app"),
-        &stream,
-        port,
-        "200ms",
-        &proxy.url(),
-        &[],
-    );
+    let collector = Collector::reading(&stream, port, &proxy, &[]);
     collector
         .process
         .wait_delivered(&receiver, &want, Duration::from_secs(30))
@@ -231,14 +229,7 @@ async fn under_a_low_read_limit_every_event_arrives_once() {
         proxy.limit(shard, min_gap);
     }
     let (receiver, port) = Receiver::start().await;
-    let collector = Collector::start(
-        &aws::unique_name("faults-app"),
-        &stream,
-        port,
-        "200ms",
-        &proxy.url(),
-        &[],
-    );
+    let collector = Collector::reading(&stream, port, &proxy, &[]);
     // Rounds of records while the shards are read, each once the last arrived.
     let mut want = BTreeSet::new();
     for round in 0..4 {
@@ -392,14 +383,7 @@ async fn a_stream_briefly_not_active_is_waited_out() {
         times: 4,
         trigger: Trigger::AfterRecords,
     });
-    let collector = Collector::start(
-        &aws::unique_name("faults-app"),
-        &stream,
-        port,
-        "200ms",
-        &proxy.url(),
-        &[],
-    );
+    let collector = Collector::reading(&stream, port, &proxy, &[]);
     collector
         .process
         .wait_delivered(&receiver, &first, Duration::from_secs(30))

@@ -197,20 +197,32 @@ pub(crate) async fn nothing_left(ctx: &TaskContext, queue: &Queue) {
     }
 }
 
-/// After a session failed: requeue every unacknowledged batch, move on to the next
-/// address, log once and wait out the backoff. False when the sink should stop
-/// instead (cancelled, or closing with nothing left to deliver).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn after_failure(
+/// How a session (one connection of a stream or RELP sink) ended.
+pub(crate) enum End {
+    /// Cancelled, or the drain time ran out.
+    Stopped,
+    /// Closing and everything was acknowledged.
+    Drained,
+    /// The connection failed; `progressed`: something was acknowledged first.
+    Failed { reason: String, progressed: bool },
+}
+
+/// After a session to the address at `index` (`label`) ended: whether to connect
+/// again. A stopped or drained session ends the sink. After a failure: requeue
+/// every unacknowledged batch, move on to the next address, log once and wait out
+/// the backoff; false when the sink should stop instead (cancelled, or closing
+/// with nothing left to deliver).
+pub(crate) async fn after_session(
     ctx: &TaskContext,
     queue: &mut Queue,
     backoff: &mut Backoff,
     rotation: &mut Rotation,
-    index: usize,
-    label: &str,
-    reason: String,
-    progressed: bool,
+    (index, label): (usize, &str),
+    end: End,
 ) -> bool {
+    let End::Failed { reason, progressed } = end else {
+        return false;
+    };
     let resent = queue.restart();
     rotation.failed(index, ctx.config.addresses.len());
     if progressed {

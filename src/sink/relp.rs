@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::warn;
 
-use super::connect::{after_failure, connect, Backoff, Rotation};
+use super::connect::{after_session, connect, Backoff, End, Rotation};
 use super::queue::Queue;
 use super::stream::relp_split;
 use super::TaskContext;
@@ -168,12 +168,6 @@ async fn open(c: super::connect::Connected, tls: Tls) -> Result<Session, String>
     }
 }
 
-enum End {
-    Stopped,
-    Drained,
-    Failed { reason: String, progressed: bool },
-}
-
 pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
     let mut backoff = Backoff::new(ctx.config.reconnect_min, ctx.config.reconnect_max);
     let mut rotation = Rotation::default();
@@ -194,24 +188,10 @@ pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
         let Some((session, label, index)) = connected else {
             return;
         };
-        match run_session(ctx, queue, session).await {
-            End::Stopped | End::Drained => return,
-            End::Failed { reason, progressed } => {
-                let go_on = after_failure(
-                    ctx,
-                    queue,
-                    &mut backoff,
-                    &mut rotation,
-                    index,
-                    &label,
-                    reason,
-                    progressed,
-                )
-                .await;
-                if !go_on {
-                    return;
-                }
-            }
+        let end = run_session(ctx, queue, session).await;
+        let place = (index, label.as_str());
+        if !after_session(ctx, queue, &mut backoff, &mut rotation, place, end).await {
+            return;
         }
     }
 }

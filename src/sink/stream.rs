@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::warn;
 
 use super::config::Transport;
-use super::connect::{after_failure, connect, Backoff, Connected, Rotation};
+use super::connect::{after_session, connect, Backoff, Connected, End, Rotation};
 use super::queue::Queue;
 use super::{outq, tls, TaskContext};
 
@@ -52,16 +52,6 @@ fn acked_position(written: &AtomicU64, fd: Option<RawFd>) -> io::Result<u64> {
     }
 }
 
-/// How a session ended.
-enum End {
-    /// Cancelled, or the drain time ran out.
-    Stopped,
-    /// Closing and everything was acknowledged.
-    Drained,
-    /// The connection failed; `progressed`: something was acknowledged first.
-    Failed { reason: String, progressed: bool },
-}
-
 pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
     let mut backoff = Backoff::new(ctx.config.reconnect_min, ctx.config.reconnect_max);
     let mut rotation = Rotation::default();
@@ -95,24 +85,10 @@ pub(crate) async fn run(ctx: &mut TaskContext, queue: &mut Queue) {
         let Some((conn, label, index)) = conn else {
             return;
         };
-        match session(ctx, queue, conn).await {
-            End::Stopped | End::Drained => return,
-            End::Failed { reason, progressed } => {
-                let go_on = after_failure(
-                    ctx,
-                    queue,
-                    &mut backoff,
-                    &mut rotation,
-                    index,
-                    &label,
-                    reason,
-                    progressed,
-                )
-                .await;
-                if !go_on {
-                    return;
-                }
-            }
+        let end = session(ctx, queue, conn).await;
+        let place = (index, label.as_str());
+        if !after_session(ctx, queue, &mut backoff, &mut rotation, place, end).await {
+            return;
         }
     }
 }
